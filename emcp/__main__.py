@@ -1,0 +1,5 @@
+import sys
+
+from emcp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""The `emcp` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import trio
+
+from emcp import __version__
+from emcp.server import open_server
+from emcp.settings import Settings, SettingsError, load_settings
+from emcp.sources.base import SourceError
+from emcp.tools.spec import ToolSpecError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emcp", description="An MCP server for EdgeLake data, on Trio.")
+    parser.add_argument("--version", action="version", version=f"emcp {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve MCP over HTTP (SSE at /mcp/sse)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8765; 0 picks a free one)")
+    serve.add_argument("--source", help="sqlite:PATH (a file or a directory of SQLite files); default: the demo data")
+    serve.add_argument("--config", type=Path, help="a YAML config file (settings and your own tools)")
+    serve.add_argument("--data-dir", type=Path, help="where the demo data is generated")
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+async def _serve_until_signal(settings: Settings) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_server(settings) as server:
+            print(f"emcp {__version__} serving {server.source.kind} data", flush=True)
+            print(f"  SSE endpoint (protocol 2024-11-05): {server.sse_url}", flush=True)
+            async for signum in signals:
+                print(f"{signal.Signals(signum).name}: shutting down gracefully", flush=True)
+                break
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(
+            args.config, http__host=args.host, http__port=args.port, source=args.source, data_dir=args.data_dir
+        )
+        trio.run(_serve_until_signal, settings)
+    except (SettingsError, SourceError, ToolSpecError) as exc:
+        print(f"emcp: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"emcp: cannot serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The bounded registry of live sessions, and the nursery that owns them.
+
+emcp opens this nursery itself around the HTTP server (never quart-trio's
+`app.nursery`, where one uncaught error would close it for good), so every
+session outlives the request that opened it and is cancelled by its owner.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+
+from emcp.nursery.session import ServeMcp, Session
+from emcp.observe import Watch
+from emcp.settings import SessionSettings
+
+
+class RegistryFull(Exception):
+    """The registry holds `max_sessions` sessions already."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryStatistics:
+    sessions_open: int
+    sessions_opened: int
+    sessions_rejected: int
+    requests_in_flight: int
+    queries_running: int
+    cancellations: int
+    draining: bool
+
+
+class SessionRegistry:
+    def __init__(self, nursery: trio.Nursery, settings: SessionSettings, serve_mcp: ServeMcp) -> None:
+        self._nursery = nursery
+        self._settings = settings
+        self._serve_mcp = serve_mcp
+        self._sessions: dict[str, Session] = {}
+        self._opened = 0
+        self._rejected = 0
+        # Cancellations of sessions that have already left, so totals never go down.
+        self._past_cancellations = 0
+        self.draining = False
+        self.watch = Watch()
+
+    async def open_session(self, transport: str) -> Session:
+        """Start a new session in the registry's nursery and return it, running."""
+        if self.draining or len(self._sessions) >= self._settings.max_sessions:
+            self._rejected += 1
+            raise RegistryFull
+        session_id = secrets.token_hex(16)  # 128 random bits: unguessable, so a session id is a capability
+        session = Session(session_id, transport, self._settings, self.watch.changed)
+        self._sessions[session_id] = session
+        self._opened += 1
+        await self._nursery.start(self._run, session)
+        return session
+
+    async def _run(self, session: Session, *, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            await session.run(self._serve_mcp, task_status=task_status)
+        finally:
+            self._past_cancellations += session.cancellations
+            del self._sessions[session.id]
+            self.watch.changed()
+
+    def get(self, session_id: str) -> Session | None:
+        session = self._sessions.get(session_id)
+        if session is None or session.closed.is_set():
+            return None
+        return session
+
+    def sessions(self) -> list[Session]:
+        return list(self._sessions.values())
+
+    def close_all(self, reason: str) -> None:
+        for session in list(self._sessions.values()):
+            session.close(reason)
+
+    async def drain(self, grace: float) -> None:
+        """Stop admitting sessions, give in-flight requests `grace` seconds, then close every session."""
+        self.draining = True
+        with trio.move_on_after(grace):
+            await self.watch.wait_until(lambda: self.statistics().requests_in_flight == 0)
+        self.close_all("server shutting down")
+        await self.watch.wait_until(lambda: not self._sessions)
+
+    def statistics(self) -> RegistryStatistics:
+        stats = [s.statistics() for s in self._sessions.values()]
+        return RegistryStatistics(
+            sessions_open=len(stats),
+            sessions_opened=self._opened,
+            sessions_rejected=self._rejected,
+            requests_in_flight=sum(s.requests_in_flight for s in stats),
+            queries_running=sum(s.queries_running for s in stats),
+            cancellations=self._past_cancellations + sum(s.cancellations for s in stats),
+            draining=self.draining,
+        )
+
+
+@asynccontextmanager
+async def open_session_registry(settings: SessionSettings, serve_mcp: ServeMcp) -> AsyncIterator[SessionRegistry]:
+    """A registry whose sessions all end (cancelled) when the block exits."""
+    async with trio.open_nursery() as nursery:
+        registry = SessionRegistry(nursery, settings, serve_mcp)
+        try:
+            yield registry
+        finally:
+            registry.close_all("server stopped")

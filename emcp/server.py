@@ -1,0 +1,106 @@
+"""Start and stop emcp: the lifecycle the CLI uses and that Trio programs can embed.
+
+    async with emcp.open_server(settings) as server:   # bound, serving
+        print(server.sse_url)
+    # drained and stopped here
+
+or `await nursery.start(emcp.serve, settings)`. Shutdown order: stop admitting
+sessions and stop listening, give in-flight requests the grace period, then
+cancel every session (which interrupts their queries), then release the source.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+from emcp.app import create_app
+from emcp.dispatch import build_mcp_server, session_runner
+from emcp.nursery import SessionRegistry, open_session_registry
+from emcp.settings import Settings
+from emcp.sources import open_source
+from emcp.sources.base import Source
+from emcp.tools.toolset import ToolSet
+from emcp.transport.sse import SSE_PATH
+
+logger = logging.getLogger(__name__)
+
+
+class EmcpServer:
+    """A running server: its addresses and the live objects behind them."""
+
+    def __init__(self, settings: Settings, source: Source, toolset: ToolSet) -> None:
+        self.settings = settings
+        self.source = source
+        self.toolset = toolset
+        self.registry: SessionRegistry
+        self.urls: list[str] = []
+        self.started_at = time.time()
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+    @property
+    def sse_url(self) -> str:
+        return self.url + SSE_PATH
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "uptime_s": round(time.time() - self.started_at, 3),
+            **asdict(self.registry.statistics()),
+            **self.source.statistics().snapshot(),
+        }
+
+
+def _hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    host = settings.http.host
+    config.bind = [f"[{host}]:{settings.http.port}" if ":" in host else f"{host}:{settings.http.port}"]
+    config.backlog = settings.http.backlog
+    config.graceful_timeout = settings.http.graceful_timeout
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+@asynccontextmanager
+async def open_server(settings: Settings) -> AsyncIterator[EmcpServer]:
+    source = await open_source(settings)
+    try:
+        server = EmcpServer(settings, source, ToolSet.load(settings, source.dialect))
+        mcp_server = build_mcp_server(server.toolset, source, settings, server.statistics)
+        async with open_session_registry(settings.sessions, session_runner(mcp_server)) as registry:
+            server.registry = registry
+            app = create_app(registry, settings)
+            stop_listening = trio.Event()
+            async with trio.open_nursery() as nursery:
+                server.urls = await nursery.start(
+                    lambda task_status: hypercorn_serve(
+                        app, _hypercorn_config(settings), shutdown_trigger=stop_listening.wait, task_status=task_status
+                    )
+                )
+                try:
+                    yield server
+                finally:
+                    stop_listening.set()
+                    with trio.CancelScope(shield=True):
+                        await registry.drain(settings.http.graceful_timeout)
+    finally:
+        with trio.CancelScope(shield=True):
+            await source.aclose()
+
+
+async def serve(settings: Settings, *, task_status: trio.TaskStatus[EmcpServer] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until cancelled; `await nursery.start(serve, settings)` returns the running server."""
+    async with open_server(settings) as server:
+        task_status.started(server)
+        await trio.sleep_forever()

@@ -1,0 +1,127 @@
+"""Settings: defaults, the YAML config file and command-line overrides, in one typed tree.
+
+Every limit emcp enforces lives here with its default, so the README's
+configuration table, the CLI and the tests all read the same names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class SettingsError(ValueError):
+    """A config file or flag that cannot be used; the message says which key and why."""
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "emcp"
+
+
+@dataclass
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    # Requests beyond this body size get 413 before the body is read whole.
+    max_body_bytes: int = 1024 * 1024
+    # Seconds between SSE keepalive comments: how a vanished peer is noticed.
+    keepalive: float = 15.0
+    # Seconds that open connections get to finish after a shutdown trigger.
+    graceful_timeout: float = 3.0
+    backlog: int = 4096
+
+
+@dataclass
+class SessionSettings:
+    max_sessions: int = 10_000
+    # Requests a session may have between admission and the response being
+    # written; a client that stops reading holds at most this many results.
+    max_in_flight: int = 16
+    # How long a POSTed request waits for an in-flight slot before 429.
+    admission_timeout: float = 30.0
+    # A session with nothing in flight and no message for this long is closed; 0 = never.
+    idle_timeout: float = 3600.0
+
+
+@dataclass
+class QuerySettings:
+    # Rows and bytes of a result returned inline; past either, the result is
+    # truncated with an explicit flag and the count of rows read.
+    max_inline_rows: int = 1000
+    max_inline_bytes: int = 256 * 1024
+    batch_rows: int = 1000
+    # Worker threads running SQLite statements at once, across all sessions.
+    max_threads: int = 8
+    # Seconds a tool call may run before it is cancelled (and its query interrupted); 0 = no limit.
+    timeout: float = 300.0
+
+
+@dataclass
+class Settings:
+    source: str = ""  # "" = the embedded demo data; "sqlite:PATH" = SQLite files
+    data_dir: Path = field(default_factory=_default_data_dir)
+    tools_files: list[Path] = field(default_factory=list)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    sessions: SessionSettings = field(default_factory=SessionSettings)
+    query: QuerySettings = field(default_factory=QuerySettings)
+    # Tools declared inline in the config file (same shape as tools.yaml entries).
+    tools: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _merge(target: Any, values: dict[str, Any], where: str) -> None:
+    """Copy `values` onto the dataclass `target`, checking names and types."""
+    known = {f.name: f for f in dataclasses.fields(target)}
+    for key, value in values.items():
+        if key not in known:
+            raise SettingsError(f"{where}{key}: unknown setting; known: {', '.join(sorted(known))}")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise SettingsError(f"{where}{key}: expected a mapping")
+            _merge(current, value, f"{where}{key}.")
+        elif isinstance(current, Path):
+            setattr(target, key, Path(str(value)).expanduser())
+        elif isinstance(current, list):
+            if not isinstance(value, list):
+                raise SettingsError(f"{where}{key}: expected a list")
+            setattr(target, key, value)
+        else:
+            expected = type(current)
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+                raise SettingsError(f"{where}{key}: expected {expected.__name__}, got {value!r}")
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+                raise SettingsError(f"{where}{key}: must not be negative")
+            setattr(target, key, value)
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Defaults, then the YAML file, then non-None `overrides` (dotted keys as `http__port`)."""
+    settings = Settings()
+    if config is not None:
+        try:
+            data = yaml.safe_load(config.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError(f"cannot read config {config}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise SettingsError(f"config {config}: expected a mapping at the top level")
+        _merge(settings, data, "")
+        settings.tools_files = [p if p.is_absolute() else config.parent / p for p in map(Path, settings.tools_files)]
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = key.split("__")
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    _merge(settings, nested, "")
+    return settings

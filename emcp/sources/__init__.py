@@ -1,0 +1,31 @@
+"""Data sources: one interface (`base.Source`), one module per engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from emcp.settings import Settings
+from emcp.sources.base import Source, SourceError
+
+
+async def open_source(settings: Settings) -> Source:
+    """The source `settings.source` names: "" (the embedded demo data) or "sqlite:PATH"."""
+    from emcp.sources.demo import ensure_demo_data
+    from emcp.sources.sqlite import SqliteSource
+
+    spec = settings.source
+    threads = settings.query.max_threads
+    if not spec:
+        # Generating the demo data takes seconds on first run: keep the event loop free.
+        data_dir = await trio.to_thread.run_sync(ensure_demo_data, settings.data_dir)
+        return SqliteSource(data_dir, max_threads=threads)
+    kind, _, where = spec.partition(":")
+    if kind == "sqlite" and where:
+        return SqliteSource(Path(where).expanduser(), max_threads=threads)
+    raise SourceError(
+        "unknown_source",
+        f"cannot use source {spec!r}",
+        "use sqlite:PATH (a SQLite file or a directory of them), or no --source for the demo data",
+    )

@@ -1,0 +1,125 @@
+"""The interface every data source implements, and the errors it raises.
+
+A source answers catalogue questions (databases, tables, columns) and runs one
+read-only SQL statement at a time per `open_query`, yielding row batches. The
+SQLite source and the EdgeLake source both implement it, so every tool works
+the same on either. Cancellation contract: when the task iterating a query is
+cancelled, the source stops the database work itself (SQLite's `interrupt()`,
+closing the EdgeLake connection) before the cancel propagates, and records it
+in `statistics()`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from emcp.observe import Watch
+
+Row = tuple[Any, ...]
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+class SourceError(Exception):
+    """An error the caller can act on: reported as an `isError` tool result, never a crash.
+
+    `code` is a short stable identifier (`unknown_database`, `query_failed`, ...),
+    `hint` says what to change to make the call succeed.
+    """
+
+    def __init__(self, code: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool = True
+    primary_key: bool = False
+    # System columns a source adds on its own (EdgeLake's row_id, tsd_name...):
+    # hidden from schema listings unless asked for.
+    system: bool = False
+
+
+@dataclass(slots=True)
+class QueryStatistics:
+    """Counters of a source's query work, observable through `watch`."""
+
+    started: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    interrupted: int = 0
+    watch: Watch = field(default_factory=Watch, repr=False, compare=False)
+
+    def snapshot(self) -> dict[str, int]:
+        return {
+            "queries_started": self.started,
+            "queries_running": self.running,
+            "queries_completed": self.completed,
+            "queries_failed": self.failed,
+            "queries_interrupted": self.interrupted,
+        }
+
+
+class RowStream(ABC):
+    """The rows of one running statement, pulled in batches.
+
+    Iterating yields non-empty lists of rows until the result is exhausted.
+    """
+
+    columns: list[str]
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[list[Row]]: ...
+
+
+class Source(ABC):
+    """A database engine emcp can serve. Long-lived: opened once per server."""
+
+    #: Short engine name shown to clients ("sqlite", "edgelake").
+    kind: str
+    #: The sqlglot dialect used to parse and render SQL for this source.
+    dialect: str
+
+    @abstractmethod
+    async def list_databases(self) -> list[str]: ...
+
+    @abstractmethod
+    async def list_tables(self, database: str) -> list[str]:
+        """Raises SourceError(`unknown_database`) for a database that does not exist."""
+
+    @abstractmethod
+    async def get_columns(self, database: str, table: str) -> list[Column]:
+        """Raises SourceError(`unknown_database` | `unknown_table`)."""
+
+    @abstractmethod
+    def open_query(
+        self, database: str, sql: str, params: Params = (), *, batch_rows: int = 1000
+    ) -> AbstractAsyncContextManager[RowStream]:
+        """Run one read-only statement; leaving the context stops it and frees its resources.
+
+        The SQL has already been proven read-only by the caller; a source still
+        runs it with read-only access as a second line of defence.
+        """
+
+    @abstractmethod
+    async def status(self) -> dict[str, Any]:
+        """Health of the source as a JSON-able dict (reachable, databases, ...)."""
+
+    @abstractmethod
+    async def version(self) -> dict[str, Any]:
+        """Engine name and version as a JSON-able dict."""
+
+    @abstractmethod
+    def statistics(self) -> QueryStatistics: ...
+
+    async def aclose(self) -> None:
+        """Release connections and threads. The default has nothing to release."""

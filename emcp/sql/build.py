@@ -1,0 +1,306 @@
+"""The structured `query` tool's SQL: a SELECT assembled from checked parts.
+
+Agents fill in table, select, where, group_by, order_by and limit (the argument
+names of EdgeLake's own MCP tool). Each part is parsed on its own as an
+expression, never spliced into statement text, and kept to a small language:
+the table's own columns, literals, operators and an allowlist of functions. The
+statement is then built as a sqlglot tree with every identifier quoted, rendered
+for the source's dialect, and proven read-only by `check_select` like raw SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import SqlglotError
+from sqlglot.tokens import TokenType
+
+from emcp.sources.base import Column
+from emcp.sql.guard import SqlRejected, check_select, first_line, function_names
+
+__all__ = ["ALLOWED_FUNCTIONS", "build_select"]
+
+# Lower-case names of the functions a select item or where may call. Pure
+# functions only: aggregates and common scalar ones of SQLite and EdgeLake. Some
+# entries are the names of sqlglot's typed nodes rather than what agents write:
+# in SQLite `strftime(f, x)` parses to time_to_str(ts_or_ds_to_timestamp(x)),
+# `min(a, b)`/`max(a, b)` to least/greatest, `instr` to str_position.
+ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
+    {
+        # aggregates
+        "count",
+        "sum",
+        "avg",
+        "min",
+        "max",
+        "group_concat",
+        "total",
+        # scalar
+        "abs",
+        "round",
+        "lower",
+        "upper",
+        "length",
+        "substr",
+        "trim",
+        "ltrim",
+        "rtrim",
+        "instr",
+        "str_position",
+        "coalesce",
+        "ifnull",
+        "nullif",
+        "iif",
+        "case",
+        "cast",
+        "least",
+        "greatest",
+        # date and time
+        "strftime",
+        "time_to_str",
+        "ts_or_ds_to_timestamp",
+        "date",
+        "time",
+        "datetime",
+        "julianday",
+        "unixepoch",
+    }
+)
+
+# Everything else an expression may contain besides columns, allowlisted
+# functions and `count(*)`: literals, arithmetic, comparisons, boolean logic,
+# IN lists, BETWEEN, LIKE/GLOB, IS [NOT] NULL, CAST's type, DISTINCT in aggregates.
+_ALLOWED_NODES: tuple[type[exp.Expr], ...] = (
+    exp.Literal,
+    exp.Null,
+    exp.Boolean,
+    exp.Paren,
+    exp.Neg,
+    exp.Not,
+    exp.And,
+    exp.Or,
+    exp.Add,
+    exp.Sub,
+    exp.Mul,
+    exp.Div,
+    exp.Mod,
+    exp.DPipe,
+    exp.EQ,
+    exp.NEQ,
+    exp.GT,
+    exp.GTE,
+    exp.LT,
+    exp.LTE,
+    exp.Is,
+    exp.NullSafeEQ,
+    exp.NullSafeNEQ,
+    exp.In,
+    exp.Between,
+    exp.Like,
+    exp.ILike,
+    exp.Glob,
+    exp.Escape,
+    exp.DataType,
+    exp.DataTypeParam,
+    exp.Distinct,
+)
+
+_DIRECTIONS = frozenset({"ASC", "DESC"})
+_ORDER_KEYS = frozenset({"column", "direction"})
+
+
+def build_select(
+    *,
+    table: str,
+    columns: Sequence[Column],
+    select: Sequence[str] = ("*",),
+    where: str | None = None,
+    group_by: Sequence[str] = (),
+    order_by: Sequence[Mapping[str, str]] = (),
+    limit: int = 100,
+    dialect: str,
+) -> str:
+    """Build one read-only SELECT on `table` from the query tool's arguments.
+
+    `columns` is the table's schema: every column the caller names must be one
+    of them (matched case-insensitively, rendered with the schema's spelling);
+    `order_by` may also name an alias defined in `select`. Raises `SqlRejected`
+    saying which argument to fix.
+    """
+    parser = _Parser(columns, Dialect.get_or_raise(dialect))
+
+    if isinstance(select, str) or not select:
+        raise SqlRejected(
+            "select must be a non-empty list of columns or expressions",
+            hint='pass e.g. ["*"], ["device", "value"] or ["device", "avg(value) AS mean"]',
+        )
+    items = [parser.select_item(item) for item in select]
+    aliases = {item.alias.lower(): item.alias for item in items if isinstance(item, exp.Alias)}
+
+    query = exp.select(*items, copy=False).from_(exp.table_(table, quoted=True), copy=False)
+    if where is not None and (condition := parser.condition(where)) is not None:
+        query = query.where(condition, copy=False)
+    if isinstance(group_by, str):
+        raise SqlRejected("group_by must be a list of column names", hint=f'pass e.g. ["{parser.example}"]')
+    if group_by:
+        query = query.group_by(*(parser.column(name, "group_by") for name in group_by), copy=False)
+    if order_by:
+        query = query.order_by(*(parser.ordered(entry, aliases) for entry in order_by), copy=False)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise SqlRejected(
+            f"limit must be a whole number of at least 1, got {limit!r}",
+            hint="pass e.g. 100; use a larger limit, not none, to get more rows",
+        )
+    query = query.limit(limit, copy=False)
+    return check_select(query.sql(dialect=dialect), dialect=dialect)
+
+
+class _Parser:
+    """Parses and checks the parts of one query against one table's columns."""
+
+    def __init__(self, columns: Sequence[Column], dialect: Dialect) -> None:
+        self._by_name = {column.name.lower(): column.name for column in columns}
+        self._names = ", ".join(column.name for column in columns) or "(none)"
+        self.example = columns[0].name if columns else "column"
+        self._dialect = dialect
+
+    def select_item(self, item: str) -> exp.Expr:
+        """`*`, a column name as the schema spells it, or one expression with an optional alias."""
+        if not isinstance(item, str):
+            raise SqlRejected(
+                f"select items must be strings, got {item!r}", hint='pass e.g. ["device", "avg(value)"]'
+            )
+        if item.strip() == "*":
+            return exp.Star()
+        if (name := self._by_name.get(item.strip().lower())) is not None:
+            return exp.column(name, quoted=True)
+        what = f"select item {item!r}"
+        tree = self._parse(item, exp.Expr, what)
+        if isinstance(tree, exp.Alias):
+            if not tree.alias:
+                raise SqlRejected(f"{what} has an empty alias", hint="write e.g. avg(value) AS mean")
+            tree.args["alias"].set("quoted", True)
+            self._check(tree.this, what)
+        else:
+            self._check(tree, what)
+        return tree
+
+    def condition(self, where: str) -> exp.Expr | None:
+        """One boolean expression over the table's columns, without aggregates; blank means no filter."""
+        if not isinstance(where, str):
+            raise SqlRejected(f"where must be a string, got {where!r}", hint="pass e.g. \"value > 20\"")
+        if not where.strip():
+            return None
+        tree = self._parse(where, exp.Condition, "where")
+        if aggregate := tree.find(exp.AggFunc):
+            raise SqlRejected(
+                f"where cannot use the aggregate {aggregate.sql(dialect=self._dialect)}: "
+                "where filters rows before they are grouped",
+                hint="filter on column values in where; put aggregates in select",
+            )
+        self._check(tree, "where")
+        return tree
+
+    def column(self, name: str, what: str) -> exp.Column:
+        """A bare column name (not an expression), as group_by and order_by take."""
+        if not isinstance(name, str):
+            raise SqlRejected(f"{what} takes column names, got {name!r}", hint=f'pass e.g. "{self.example}"')
+        known = self._by_name.get(name.strip().lower())
+        if known is None:
+            raise self._unknown(name, what)
+        return exp.column(known, quoted=True)
+
+    def ordered(self, entry: Mapping[str, str], aliases: Mapping[str, str]) -> exp.Ordered:
+        """`{"column": name, "direction": "ASC"|"DESC"}`; the name may be a select alias."""
+        hint = f'pass e.g. [{{"column": "{self.example}", "direction": "DESC"}}]'
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("column"), str):
+            raise SqlRejected(f"each order_by entry must be an object with a column, got {entry!r}", hint=hint)
+        if extra := sorted(set(entry) - _ORDER_KEYS):
+            raise SqlRejected(
+                f"order_by entries take only column and direction, got {', '.join(map(str, extra))}",
+                hint=hint,
+            )
+        direction = entry.get("direction", "ASC")
+        if not isinstance(direction, str) or direction.strip().upper() not in _DIRECTIONS:
+            raise SqlRejected(f"order_by direction must be ASC or DESC, got {direction!r}", hint=hint)
+        name = entry["column"]
+        alias = aliases.get(name.strip().lower())
+        if alias is not None and name.strip().lower() not in self._by_name:
+            target = exp.column(alias, quoted=True)
+        else:
+            target = self.column(name, "order_by")
+        return exp.Ordered(this=target, desc=direction.strip().upper() == "DESC")
+
+    def _parse(self, text: str, into: type[exp.Expr], what: str) -> exp.Expr:
+        """Parse exactly one expression; no `;`, no comments, nothing left over."""
+        hint = "write one SQL expression over the table's columns, e.g. value > 20 AND device = 'a-1'"
+        try:
+            tokens = self._dialect.tokenize(text)
+        except SqlglotError as error:
+            raise SqlRejected(f"could not parse {what}: {first_line(error)}", hint=hint) from None
+        if any(token.token_type == TokenType.SEMICOLON for token in tokens):
+            raise SqlRejected(f"{what} contains ';': only one expression is allowed", hint=hint)
+        if any(token.comments for token in tokens):
+            raise SqlRejected(f"{what} contains a comment: comments are not allowed", hint=hint)
+        try:
+            trees = self._dialect.parser().parse_into(into, tokens, text)
+        except SqlglotError as error:
+            raise SqlRejected(
+                f"could not parse {what}: {first_line(error.__cause__ or error)}", hint=hint
+            ) from None
+        if len(trees) != 1 or trees[0] is None:
+            raise SqlRejected(f"{what} is empty", hint=hint)
+        return trees[0]
+
+    def _check(self, tree: exp.Expr, what: str) -> None:
+        """Allow only known columns, allowlisted functions and plain operators; quote the columns."""
+        for node in tree.walk():
+            if isinstance(node, exp.Column):
+                self._resolve(node, what)
+            elif isinstance(node, exp.Identifier):
+                pass  # a column's name, checked with its column; a type name under CAST
+            elif isinstance(node, exp.Star):
+                if not isinstance(node.parent, exp.Count):
+                    raise SqlRejected(
+                        f"{what}: * is only allowed alone or as count(*)",
+                        hint='select ["*"] for every column, or name the columns',
+                    )
+            elif isinstance(node, (exp.Query, exp.Exists)):
+                raise SqlRejected(
+                    f"{what}: subqueries are not allowed",
+                    hint="query one table with plain expressions; use the sql tool for more complex SELECTs",
+                )
+            elif isinstance(node, exp.Func):
+                if not function_names(node) & ALLOWED_FUNCTIONS:
+                    name = node.name if isinstance(node, exp.Anonymous) else type(node).sql_names()[0]
+                    raise SqlRejected(
+                        f"{what}: function {name.lower()} is not allowed",
+                        hint="allowed functions: " + ", ".join(sorted(ALLOWED_FUNCTIONS)),
+                    )
+            elif not isinstance(node, _ALLOWED_NODES):
+                raise SqlRejected(
+                    f"{what}: `{node.sql(dialect=self._dialect)}` is not allowed",
+                    hint="use only columns, literals, arithmetic, comparisons, AND/OR/NOT, IN (...), "
+                    "BETWEEN, LIKE, IS NULL, CASE, CAST and the allowed functions",
+                )
+
+    def _resolve(self, node: exp.Column, what: str) -> None:
+        """Check a column reference and rewrite it to the schema's spelling, quoted."""
+        if node.table or not isinstance(node.this, exp.Identifier):
+            raise SqlRejected(
+                f"{what}: {node.sql(dialect=self._dialect)} is not allowed; use bare column names",
+                hint=f"write e.g. {self.example} rather than table.{self.example}",
+            )
+        known = self._by_name.get(node.name.lower())
+        if known is None:
+            raise self._unknown(node.name, what)
+        node.set("this", exp.to_identifier(known, quoted=True))
+
+    def _unknown(self, name: str, what: str) -> SqlRejected:
+        return SqlRejected(
+            f"unknown column {name!r} in {what}; valid columns: {self._names}",
+            hint="use the table's column names (get_schema lists them); "
+            "write string values in single quotes, e.g. device = 'a-1'",
+        )

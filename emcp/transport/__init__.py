@@ -1,0 +1,1 @@
+"""Transports: bytes to JSON-RPC messages and back, nothing else."""

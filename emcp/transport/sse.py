@@ -1,0 +1,110 @@
+"""Legacy HTTP+SSE transport (protocol 2024-11-05).
+
+`GET /mcp/sse` opens a session and streams its server messages; the first
+event names the URI to POST client messages to. `POST /mcp/messages/{id}`
+answers 202 and the reply travels on the stream. Server messages that are
+ready together go out as one chunk (one socket write), and the in-flight
+slots of the responses in a chunk are released only after the chunk has been
+handed to the socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import trio
+from mcp.shared.message import SessionMessage
+from quart import Quart, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from emcp.nursery import DuplicateRequest, Overloaded, RegistryFull, SessionClosed, SessionRegistry
+from emcp.settings import Settings
+from emcp.transport.http_errors import json_error
+from emcp.transport.intake import IntakeError, parse_message
+
+SSE_PATH = "/mcp/sse"
+MESSAGES_PATH = "/mcp/messages"
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def encode_events(batch: list[SessionMessage]) -> bytes:
+    """`event: message` frames for a batch, joined for a single write.
+
+    Pydantic's JSON is compact (no raw newlines), so each message is one `data:` line.
+    """
+    return b"".join(
+        b"event: message\ndata: " + item.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n\n"
+        for item in batch
+    )
+
+
+def add_sse_routes(app: Quart, registry: SessionRegistry, settings: Settings) -> None:
+    keepalive = settings.http.keepalive
+
+    @app.get(SSE_PATH)
+    async def open_stream() -> Response:
+        try:
+            session = await registry.open_session("sse")
+        except RegistryFull:
+            return json_error(503, "too_many_sessions", "the server holds its maximum number of sessions; retry later")
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                yield f"event: endpoint\ndata: {MESSAGES_PATH}/{session.id}\n\n".encode()
+                while True:
+                    with trio.move_on_after(keepalive) as idle:
+                        batch = await session.next_outbound()
+                    if idle.cancelled_caught:
+                        yield b": keepalive\n\n"
+                        continue
+                    yield encode_events(batch)
+                    session.acknowledge(batch)
+            except SessionClosed:
+                return
+            finally:
+                # The client went away (quart-trio cancels us) or the session ended.
+                session.close("client disconnected")
+
+        response = Response(events(), content_type="text/event-stream", headers=_SSE_HEADERS)
+        response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut the stream at 60 s
+        return response
+
+    @app.post(f"{MESSAGES_PATH}/<session_id>")
+    @app.post(MESSAGES_PATH)
+    async def post_message(session_id: str | None = None) -> Response:
+        session_id = session_id or request.args.get("session_id") or request.args.get("sessionId")
+        if not session_id:
+            return json_error(
+                400, "missing_session_id", f"POST to {MESSAGES_PATH}/<session_id>, the URI of the endpoint event"
+            )
+        session = registry.get(session_id)
+        if session is None:
+            return json_error(404, "session_not_found", "no such session, or it has ended; open a new one")
+        max_body = settings.http.max_body_bytes
+        if request.content_length is not None and request.content_length > max_body:
+            return json_error(413, "body_too_large", f"the body is over the {max_body}-byte limit")
+        request.max_content_length = max_body
+        try:
+            body = await request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            return json_error(413, "body_too_large", f"the body is over the {max_body}-byte limit")
+        try:
+            message = parse_message(body)
+        except IntakeError as exc:
+            return json_error(400, exc.code, exc.message)
+        try:
+            await session.submit(message)
+        except SessionClosed:
+            return json_error(404, "session_not_found", "the session has ended; open a new one")
+        except Overloaded:
+            return json_error(
+                429,
+                "too_many_requests_in_flight",
+                f"the session has {settings.sessions.max_in_flight} requests in flight; "
+                "read their responses before sending more",
+                headers={"Retry-After": "1"},
+            )
+        except DuplicateRequest:
+            return json_error(400, "duplicate_request_id", "a request with this id is still in flight; use a new id")
+        return Response(b"Accepted", status=202, content_type="text/plain")

@@ -1,0 +1,42 @@
+"""Shared fixtures: the demo data (generated once per run), a real server on 127.0.0.1
+port 0, and MCP client sessions over the SDK's own `sse_client`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from mcp import ClientSession
+from mcp.client.sse import sse_client
+
+from emcp import EmcpServer, Settings, load_settings, open_server
+from emcp.sources.demo import ensure_demo_data
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_demo_data(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture
+def settings(demo_dir: Path) -> Settings:
+    return load_settings(data_dir=demo_dir, http__port=0, http__graceful_timeout=1.0)
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[EmcpServer]:
+    async with open_server(settings) as running:
+        yield running
+
+
+@asynccontextmanager
+async def mcp_session(server: EmcpServer) -> AsyncIterator[ClientSession]:
+    """An initialized MCP session over the legacy SSE transport, with the official client."""
+    async with sse_client(server.sse_url) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+SLOW_SQL = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000000000) SELECT count(*) FROM n"

@@ -1,0 +1,257 @@
+"""Sessions as nurseries: concurrency, cancellation to the source, disconnects, limits, idle timeout."""
+
+from __future__ import annotations
+
+import httpx2
+import orjson
+import pytest
+import trio
+from mcp.shared.exceptions import MCPError
+
+from emcp import EmcpServer, Settings, open_server
+from tests.conftest import SLOW_SQL, mcp_session
+
+
+async def test_twenty_concurrent_calls_in_one_session(server: EmcpServer) -> None:
+    results: dict[int, int] = {}
+    with trio.fail_after(30):
+        async with mcp_session(server) as session:
+
+            async def one(i: int) -> None:
+                sql = f"SELECT count(*) FROM sensor WHERE device = 'dev-{i:03d}'"
+                result = await session.call_tool("sql", {"database": "new_company", "sql": sql})
+                results[i] = result.structured_content["rows"][0][0]
+
+            async with trio.open_nursery() as nursery:
+                for i in range(20):
+                    nursery.start_soon(one, i)
+    assert len(results) == 20
+    assert sum(results.values()) == 20 * 1_000_000 // 50
+
+
+async def test_fifty_sessions_at_once(server: EmcpServer) -> None:
+    answers: list[list[str]] = []
+    all_open = trio.Event()
+
+    async def client() -> None:
+        async with mcp_session(server) as session:
+            if server.registry.statistics().sessions_open == 50:
+                all_open.set()
+            result = await session.call_tool("list_databases", {})
+            answers.append(result.structured_content["databases"])
+            await all_open.wait()  # hold every session open until all 50 exist at once
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for _ in range(50):
+                nursery.start_soon(client)
+    assert answers == [["new_company"]] * 50
+    assert server.registry.statistics().sessions_opened == 50
+
+
+async def _wait_running(server: EmcpServer, n: int) -> None:
+    stats = server.source.statistics()
+    await stats.watch.wait_until(lambda: stats.running >= n)
+
+
+async def test_cancelled_notification_interrupts_the_query_and_session_goes_on(server: EmcpServer) -> None:
+    stats = server.source.statistics()
+    with trio.fail_after(30):
+        async with mcp_session(server) as session:
+            with trio.CancelScope() as call_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(session.call_tool, "sql", {"database": "new_company", "sql": SLOW_SQL})
+                    await _wait_running(server, 1)
+                    # Cancelling the caller makes the SDK client send notifications/cancelled.
+                    call_scope.cancel()
+            await stats.watch.wait_until(lambda: stats.interrupted == 1 and stats.running == 0)
+            # The session still answers, and its slot came back.
+            result = await session.call_tool("list_databases", {})
+            assert result.structured_content == {"databases": ["new_company"]}
+            (live,) = server.registry.sessions()
+            await server.registry.watch.wait_until(lambda: live.statistics().requests_in_flight == 0)
+            assert live.statistics().cancellations == 1
+
+
+async def test_disconnect_ends_session_tasks_and_queries_within_100ms(server: EmcpServer) -> None:
+    stats = server.source.statistics()
+    with trio.fail_after(30):
+        with trio.CancelScope() as client_scope:
+            async with mcp_session(server) as session, trio.open_nursery() as nursery:
+                for _ in range(3):
+                    nursery.start_soon(session.call_tool, "sql", {"database": "new_company", "sql": SLOW_SQL})
+                await _wait_running(server, 3)
+                (live,) = server.registry.sessions()
+                client_scope.cancel()  # drop the connection with three queries running
+        disconnected_at = trio.current_time()
+        with trio.fail_after(0.1):
+            await server.registry.watch.wait_until(lambda: server.registry.statistics().sessions_open == 0)
+            await stats.watch.wait_until(lambda: stats.running == 0)
+        elapsed = trio.current_time() - disconnected_at
+    assert stats.interrupted == 3, stats
+    assert live.closed.is_set()
+    assert not live.nursery.child_tasks  # every task the session owned has ended
+    assert server.registry.statistics().queries_running == 0
+    assert elapsed < 0.1
+
+
+async def test_idle_session_is_closed(settings: Settings) -> None:
+    settings.sessions.idle_timeout = 0.2
+    with trio.fail_after(20):
+        async with open_server(settings) as server, mcp_session(server):
+            (live,) = server.registry.sessions()
+            await live.closed.wait()
+            assert live.close_reason == "idle timeout"
+
+
+async def _raw_session(client: httpx2.AsyncClient, server: EmcpServer, nursery: trio.Nursery) -> str:
+    """Open GET /mcp/sse by hand, return the messages URL; the stream is drained in the background."""
+    endpoint: list[str] = []
+    got_endpoint = trio.Event()
+
+    async def read_stream() -> None:
+        async with client.stream("GET", server.sse_url) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: /mcp/messages/"):
+                    endpoint.append(server.url + line.removeprefix("data: "))
+                    got_endpoint.set()
+
+    nursery.start_soon(read_stream)
+    await got_endpoint.wait()
+    return endpoint[0]
+
+
+def _rpc(method: str, id: int | None = None, **params: object) -> dict:
+    message: dict = {"jsonrpc": "2.0", "method": method, "params": params}
+    if id is not None:
+        message["id"] = id
+    return message
+
+
+INIT = _rpc("initialize", 0, protocolVersion="2024-11-05", capabilities={}, clientInfo={"name": "t", "version": "1"})
+
+
+async def test_in_flight_limit_admits_after_a_cancel(settings: Settings) -> None:
+    settings.sessions.max_in_flight = 2
+    settings.sessions.admission_timeout = 0.3
+    with trio.fail_after(30):
+        async with open_server(settings) as server, httpx2.AsyncClient() as client, trio.open_nursery() as nursery:
+            url = await _raw_session(client, server, nursery)
+            assert (await client.post(url, json=INIT)).status_code == 202
+            await client.post(url, json=_rpc("notifications/initialized"))
+            (live,) = server.registry.sessions()
+            await server.registry.watch.wait_until(lambda: live.statistics().requests_in_flight == 0)
+            slow = {"name": "sql", "arguments": {"database": "new_company", "sql": SLOW_SQL}}
+            for i in (1, 2):
+                assert (await client.post(url, json=_rpc("tools/call", i, **slow))).status_code == 202
+            await _wait_running(server, 2)
+            third = await client.post(url, json=_rpc("tools/call", 3, **slow))
+            assert third.status_code == 429
+            assert third.json()["error"]["code"] == "too_many_requests_in_flight"
+            duplicate = await client.post(url, json=_rpc("tools/call", 1, **slow))
+            assert duplicate.status_code == 400 and duplicate.json()["error"]["code"] == "duplicate_request_id"
+            await client.post(url, json=_rpc("notifications/cancelled", requestId=1))
+            await server.registry.watch.wait_until(lambda: live.statistics().requests_in_flight == 1)
+            assert (await client.post(url, json=_rpc("ping", 4))).status_code == 202
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{not json", 400, "invalid_json"),
+        (b"", 400, "empty_body"),
+        (b"[1, 2]", 400, "batch_not_supported"),
+        (b'{"jsonrpc": "1.0", "id": 1, "method": "ping"}', 400, "invalid_jsonrpc"),
+        (b'{"jsonrpc": "2.0", "id": {"a": 1}, "method": "ping"}', 400, "invalid_jsonrpc"),
+        (b'{"jsonrpc": "2.0", "id": 1}', 400, "invalid_jsonrpc"),
+        (b"x" * (1024 * 1024 + 1), 413, "body_too_large"),
+    ],
+)
+async def test_bad_posts_get_json_4xx_and_lose_nothing(server: EmcpServer, body: bytes, status: int, code: str) -> None:
+    with trio.fail_after(20):
+        async with mcp_session(server) as session, httpx2.AsyncClient() as client:
+            (live,) = server.registry.sessions()
+            response = await client.post(
+                f"{server.url}/mcp/messages/{live.id}", content=body, headers={"content-type": "application/json"}
+            )
+            assert response.status_code == status
+            assert response.headers["content-type"] == "application/json"
+            assert response.json()["error"]["code"] == code
+            # The session is untouched and still answers.
+            assert (await session.call_tool("list_databases", {})).structured_content == {"databases": ["new_company"]}
+
+
+async def test_unknown_session_and_routes_are_json_errors(server: EmcpServer) -> None:
+    with trio.fail_after(20):
+        async with httpx2.AsyncClient() as client:
+            ping = orjson.dumps(_rpc("ping", 1))
+            unknown = await client.post(f"{server.url}/mcp/messages/{'0' * 32}", content=ping)
+            assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "session_not_found"
+            by_query = await client.post(f"{server.url}/mcp/messages?session_id={'0' * 32}", content=ping)
+            assert by_query.status_code == 404
+            missing = await client.post(f"{server.url}/mcp/messages", content=ping)
+            assert missing.status_code == 400 and missing.json()["error"]["code"] == "missing_session_id"
+            nowhere = await client.get(f"{server.url}/nowhere")
+            assert nowhere.status_code == 404 and "error" in nowhere.json()
+            wrong_method = await client.put(f"{server.url}/mcp/sse")
+            assert wrong_method.status_code == 405 and "error" in wrong_method.json()
+
+
+async def test_session_id_form_and_stream_headers(server: EmcpServer) -> None:
+    with trio.fail_after(20):
+        async with httpx2.AsyncClient() as client, client.stream("GET", server.sse_url) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["cache-control"] == "no-cache"
+            assert response.headers["x-accel-buffering"] == "no"
+            lines = response.aiter_lines()
+            assert await anext(lines) == "event: endpoint"
+            data = await anext(lines)
+            session_id = data.removeprefix("data: /mcp/messages/")
+            assert len(session_id) == 32 and int(session_id, 16) >= 0
+
+
+async def test_keepalive_comment_on_idle_stream(settings: Settings) -> None:
+    settings.http.keepalive = 0.05
+    with trio.fail_after(20):
+        async with (
+            open_server(settings) as server,
+            httpx2.AsyncClient() as client,
+            client.stream("GET", server.sse_url) as response,
+        ):
+            async for line in response.aiter_lines():
+                if line == ": keepalive":
+                    break
+
+
+async def test_registry_full_is_503(settings: Settings) -> None:
+    settings.sessions.max_sessions = 1
+    with trio.fail_after(20):
+        async with open_server(settings) as server, mcp_session(server), httpx2.AsyncClient() as client:
+            response = await client.get(server.sse_url)
+            assert response.status_code == 503
+            assert response.json()["error"]["code"] == "too_many_sessions"
+            assert server.registry.statistics().sessions_rejected == 1
+
+
+async def test_graceful_shutdown_with_sessions_open(settings: Settings) -> None:
+    outcomes: list[str] = []
+
+    async def hold_session_with_slow_query(server: EmcpServer) -> None:
+        async with mcp_session(server) as session:
+            try:
+                await session.call_tool("sql", {"database": "new_company", "sql": SLOW_SQL})
+            except MCPError as exc:
+                outcomes.append(exc.error.message)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as clients:
+            async with open_server(settings) as server:
+                stats = server.source.statistics()
+                for _ in range(3):
+                    clients.start_soon(hold_session_with_slow_query, server)
+                await _wait_running(server, 3)
+            # open_server has drained: sessions ended, their queries interrupted, the port closed.
+            assert stats.interrupted == 3 and stats.running == 0
+            assert server.registry.statistics().sessions_open == 0
+    assert outcomes == ["Connection closed"] * 3
