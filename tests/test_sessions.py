@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx2
 import orjson
 import pytest
@@ -10,6 +12,7 @@ from mcp.shared.exceptions import MCPError
 
 from emcp import EmcpServer, Settings, open_server
 from tests.conftest import SLOW_SQL, mcp_session
+from tests.rawsse import RawSse, open_raw_sse
 
 
 async def test_twenty_concurrent_calls_in_one_session(server: EmcpServer) -> None:
@@ -104,21 +107,12 @@ async def test_idle_session_is_closed(settings: Settings) -> None:
             assert live.close_reason == "idle timeout"
 
 
-async def _raw_session(client: httpx2.AsyncClient, server: EmcpServer, nursery: trio.Nursery) -> str:
-    """Open GET /mcp/sse by hand, return the messages URL; the stream is drained in the background."""
-    endpoint: list[str] = []
-    got_endpoint = trio.Event()
-
-    async def read_stream() -> None:
-        async with client.stream("GET", server.sse_url) as response:
-            async for line in response.aiter_lines():
-                if line.startswith("data: /mcp/messages/"):
-                    endpoint.append(server.url + line.removeprefix("data: "))
-                    got_endpoint.set()
-
-    nursery.start_soon(read_stream)
-    await got_endpoint.wait()
-    return endpoint[0]
+async def _raw_session(server: EmcpServer) -> tuple[RawSse, str]:
+    """Open GET /mcp/sse by hand and return it with the messages URL it names."""
+    sse = await open_raw_sse(server.sse_url)
+    data = await sse.read_until(b"\n\n")
+    path = data.split(b"data: ")[1].split(b"\n")[0].decode()
+    return sse, server.url + path
 
 
 def _rpc(method: str, id: int | None = None, **params: object) -> dict:
@@ -135,8 +129,8 @@ async def test_in_flight_limit_admits_after_a_cancel(settings: Settings) -> None
     settings.sessions.max_in_flight = 2
     settings.sessions.admission_timeout = 0.3
     with trio.fail_after(30):
-        async with open_server(settings) as server, httpx2.AsyncClient() as client, trio.open_nursery() as nursery:
-            url = await _raw_session(client, server, nursery)
+        async with open_server(settings) as server, httpx2.AsyncClient() as client:
+            sse, url = await _raw_session(server)
             assert (await client.post(url, json=INIT)).status_code == 202
             await client.post(url, json=_rpc("notifications/initialized"))
             (live,) = server.registry.sessions()
@@ -153,7 +147,7 @@ async def test_in_flight_limit_admits_after_a_cancel(settings: Settings) -> None
             await client.post(url, json=_rpc("notifications/cancelled", requestId=1))
             await server.registry.watch.wait_until(lambda: live.statistics().requests_in_flight == 1)
             assert (await client.post(url, json=_rpc("ping", 4))).status_code == 202
-            nursery.cancel_scope.cancel()
+            await sse.stream.aclose()
 
 
 @pytest.mark.parametrize(
@@ -200,28 +194,24 @@ async def test_unknown_session_and_routes_are_json_errors(server: EmcpServer) ->
 
 async def test_session_id_form_and_stream_headers(server: EmcpServer) -> None:
     with trio.fail_after(20):
-        async with httpx2.AsyncClient() as client, client.stream("GET", server.sse_url) as response:
-            assert response.headers["content-type"].startswith("text/event-stream")
-            assert response.headers["cache-control"] == "no-cache"
-            assert response.headers["x-accel-buffering"] == "no"
-            lines = response.aiter_lines()
-            assert await anext(lines) == "event: endpoint"
-            data = await anext(lines)
-            session_id = data.removeprefix("data: /mcp/messages/")
-            assert len(session_id) == 32 and int(session_id, 16) >= 0
+        sse = await open_raw_sse(server.sse_url)
+        assert sse.status == 200
+        assert sse.headers["content-type"].startswith("text/event-stream")
+        assert sse.headers["cache-control"] == "no-cache"
+        assert sse.headers["x-accel-buffering"] == "no"
+        data = await sse.read_until(b"\n\n")
+        (session_id,) = re.findall(rb"event: endpoint\ndata: /mcp/messages/([0-9a-f]+)\n\n", data)
+        assert len(session_id) == 32  # 128 random bits, hex
+        await sse.stream.aclose()
 
 
 async def test_keepalive_comment_on_idle_stream(settings: Settings) -> None:
     settings.http.keepalive = 0.05
     with trio.fail_after(20):
-        async with (
-            open_server(settings) as server,
-            httpx2.AsyncClient() as client,
-            client.stream("GET", server.sse_url) as response,
-        ):
-            async for line in response.aiter_lines():
-                if line == ": keepalive":
-                    break
+        async with open_server(settings) as server:
+            sse = await open_raw_sse(server.sse_url)
+            await sse.read_until(b": keepalive\n\n")
+            await sse.stream.aclose()
 
 
 async def test_registry_full_is_503(settings: Settings) -> None:

@@ -75,6 +75,8 @@ class Session:
         self._inbound_send, self._inbound_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
         self._outbound_send, self._outbound_recv = anyio.create_memory_object_stream[SessionMessage](0)
         self._scope = trio.CancelScope()
+        # A separate scope for the idle deadline, so its expiry is told apart from close().
+        self._idle = trio.CancelScope()
         self.closed = trio.Event()
         self.close_reason = ""
         self.requests_total = 0
@@ -87,13 +89,11 @@ class Session:
     async def run(self, serve_mcp: ServeMcp, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until closed. Never raises: a failing session must not take the registry down."""
         try:
-            with self._scope:
+            with self._scope, self._idle:
                 async with trio.open_nursery() as nursery:
                     self.nursery = nursery
                     nursery.start_soon(self._serve, serve_mcp)
                     task_status.started()
-            if self._scope.cancelled_caught and not self.close_reason:
-                self.close_reason = "idle timeout"
         finally:
             self._finish()
 
@@ -105,12 +105,20 @@ class Session:
         self.close("dispatcher ended")
 
     def close(self, reason: str) -> None:
-        """Cancel everything the session owns. Sync and idempotent."""
+        """Cancel everything the session owns. Sync and idempotent.
+
+        The channels close first: the SDK answers cancelled requests with a
+        shielded write that would otherwise wait (up to a second) for a reader
+        that is gone.
+        """
         if not self.close_reason:
-            self.close_reason = reason
+            self.close_reason = "idle timeout" if self._idle.cancel_called else reason
+        self._outbound_recv.close()
+        self._inbound_send.close()
         self._scope.cancel()
 
     def _finish(self) -> None:
+        self.close("session ended")
         self.cancellations += len(self._in_flight)
         self._in_flight.clear()
         for stream in (self._inbound_send, self._inbound_recv, self._outbound_send, self._outbound_recv):
@@ -121,9 +129,9 @@ class Session:
     def _touch(self) -> None:
         """Push the idle deadline out; a session with work in flight never idles out."""
         if self._in_flight or not self._settings.idle_timeout:
-            self._scope.deadline = math.inf
+            self._idle.deadline = math.inf
         else:
-            self._scope.deadline = trio.current_time() + self._settings.idle_timeout
+            self._idle.deadline = trio.current_time() + self._settings.idle_timeout
 
     # -- inbound ---------------------------------------------------------------
 

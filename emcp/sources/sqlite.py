@@ -34,7 +34,9 @@ SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _ALLOWED_ACTIONS = frozenset(
     {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
 )
-# Read-only pragmas; `get_columns` uses table_info through pragma_table_info().
+# Read-only pragmas `get_columns` needs. The PRAGMA statement rather than the
+# pragma_table_info() function, because SQLite authorizes a connection's first
+# use of such a function as an UPDATE of sqlite_schema, which stays denied.
 _ALLOWED_PRAGMAS = frozenset({"table_info"})
 
 # After these errors the connection itself is fine (the statement was wrong,
@@ -56,16 +58,17 @@ _STATEMENT_ERRORS = frozenset(
 _QUERY_HINTS = (
     ("no such table", "call list_tables to see the tables of this database"),
     ("no such column", "call get_columns to see the columns of the table"),
-    ("not authorized", "only read-only SELECT statements are allowed"),
+    ("authoriz", "only read-only SELECT statements are allowed"),
     ("syntax error", "fix the SQL syntax (SQLite dialect)"),
     ("incomplete input", "the SQL statement is incomplete"),
+    ("one statement at a time", "send a single statement, without a trailing second one"),
+    ("binding", "pass one parameter per placeholder in the SQL"),
 )
 _DEFAULT_QUERY_HINT = "check the SQL against the schema (list_tables, get_columns)"
 
 _TABLES_SQL = (
     "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
 )
-_COLUMNS_SQL = 'SELECT name, type, "notnull", pk FROM pragma_table_info(?)'
 
 
 def _authorize(action: int, arg1: str | None, arg2: str | None, db_name: str | None, source: str | None) -> int:
@@ -415,8 +418,10 @@ def _columns_of(conn: sqlite3.Connection, database: str, table: str) -> list[Col
             f"no table named {table!r} in database {database!r}",
             hint="call list_tables to see the tables of this database",
         )
-    rows = conn.execute(_COLUMNS_SQL, (name,)).fetchall()
-    primary_keys = sum(1 for row in rows if row[3])
+    # `name` is the catalogue's own spelling, quoted: nothing the caller typed reaches the SQL.
+    quoted = '"' + name.replace('"', '""') + '"'
+    rows = conn.execute(f"PRAGMA main.table_info({quoted})").fetchall()
+    primary_keys = sum(1 for row in rows if row[5])
     return [
         Column(
             name=column,
@@ -425,9 +430,9 @@ def _columns_of(conn: sqlite3.Connection, database: str, table: str) -> list[Col
             nullable=not notnull and not (pk and primary_keys == 1 and declared.upper() == "INTEGER"),
             primary_key=bool(pk),
         )
-        for column, declared, notnull, pk in rows
+        for _cid, column, declared, notnull, _default, pk in rows
     ]
 
 
 def _probe(conn: sqlite3.Connection) -> None:
-    conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+    conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()

@@ -18,7 +18,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.tokens import TokenType
 
 from emcp.sources.base import Column
-from emcp.sql.guard import SqlRejected, check_select, first_line, function_names
+from emcp.sql.guard import SqlRejected, check_select, first_line, function_names, too_deep
 
 __all__ = ["ALLOWED_FUNCTIONS", "build_select"]
 
@@ -163,15 +163,13 @@ class _Parser:
     def __init__(self, columns: Sequence[Column], dialect: Dialect) -> None:
         self._by_name = {column.name.lower(): column.name for column in columns}
         self._names = ", ".join(column.name for column in columns) or "(none)"
-        self.example = columns[0].name if columns else "column"
+        self.example = next((column.name for column in columns if not column.system), "column")
         self._dialect = dialect
 
     def select_item(self, item: str) -> exp.Expr:
         """`*`, a column name as the schema spells it, or one expression with an optional alias."""
         if not isinstance(item, str):
-            raise SqlRejected(
-                f"select items must be strings, got {item!r}", hint='pass e.g. ["device", "avg(value)"]'
-            )
+            raise SqlRejected(f"select items must be strings, got {item!r}", hint='pass e.g. ["device", "avg(value)"]')
         if item.strip() == "*":
             return exp.Star()
         if (name := self._by_name.get(item.strip().lower())) is not None:
@@ -190,7 +188,7 @@ class _Parser:
     def condition(self, where: str) -> exp.Expr | None:
         """One boolean expression over the table's columns, without aggregates; blank means no filter."""
         if not isinstance(where, str):
-            raise SqlRejected(f"where must be a string, got {where!r}", hint="pass e.g. \"value > 20\"")
+            raise SqlRejected(f"where must be a string, got {where!r}", hint='pass e.g. "value > 20"')
         if not where.strip():
             return None
         tree = self._parse(where, exp.Condition, "where")
@@ -231,7 +229,12 @@ class _Parser:
             target = exp.column(alias, quoted=True)
         else:
             target = self.column(name, "order_by")
-        return exp.Ordered(this=target, desc=direction.strip().upper() == "DESC")
+        desc = direction.strip().upper() == "DESC"
+        # Say where the engine itself puts NULLs, or sqlglot adds a NULLS FIRST/LAST
+        # that overrides the engine's default.
+        ordering = self._dialect.NULL_ORDERING
+        nulls_first = (ordering == "nulls_are_small" and not desc) or (ordering == "nulls_are_large" and desc)
+        return exp.Ordered(this=target, desc=desc, nulls_first=nulls_first)
 
     def _parse(self, text: str, into: type[exp.Expr], what: str) -> exp.Expr:
         """Parse exactly one expression; no `;`, no comments, nothing left over."""
@@ -247,20 +250,30 @@ class _Parser:
         try:
             trees = self._dialect.parser().parse_into(into, tokens, text)
         except SqlglotError as error:
-            raise SqlRejected(
-                f"could not parse {what}: {first_line(error.__cause__ or error)}", hint=hint
-            ) from None
+            raise SqlRejected(f"could not parse {what}: {first_line(error.__cause__ or error)}", hint=hint) from None
+        except RecursionError:
+            raise SqlRejected(too_deep(what), hint="flatten the nesting: fewer parentheses or nested calls") from None
         if len(trees) != 1 or trees[0] is None:
             raise SqlRejected(f"{what} is empty", hint=hint)
-        return trees[0]
+        tree = trees[0]
+        # sqlglot drops a trailing AS and reads `value DESC` as an alias named DESC:
+        # an alias must be spelled out as `expression AS name`.
+        if tokens[-1].token_type == TokenType.ALIAS:
+            raise SqlRejected(f"{what} ends with AS but names no alias", hint="write e.g. avg(value) AS mean")
+        if isinstance(tree, exp.Alias) and tokens[-2].token_type != TokenType.ALIAS:
+            raise SqlRejected(
+                f"{what} ends with {tokens[-1].text!r}, which would silently become a column alias",
+                hint="write the alias with AS (avg(value) AS mean); put ordering in order_by",
+            )
+        return tree
 
     def _check(self, tree: exp.Expr, what: str) -> None:
         """Allow only known columns, allowlisted functions and plain operators; quote the columns."""
         for node in tree.walk():
             if isinstance(node, exp.Column):
                 self._resolve(node, what)
-            elif isinstance(node, exp.Identifier):
-                pass  # a column's name, checked with its column; a type name under CAST
+            elif isinstance(node, (exp.Identifier, *_ALLOWED_NODES)):
+                pass  # an Identifier is a column's name, checked with its column, or a type name under CAST
             elif isinstance(node, exp.Star):
                 if not isinstance(node.parent, exp.Count):
                     raise SqlRejected(
@@ -279,7 +292,7 @@ class _Parser:
                         f"{what}: function {name.lower()} is not allowed",
                         hint="allowed functions: " + ", ".join(sorted(ALLOWED_FUNCTIONS)),
                     )
-            elif not isinstance(node, _ALLOWED_NODES):
+            else:
                 raise SqlRejected(
                     f"{what}: `{node.sql(dialect=self._dialect)}` is not allowed",
                     hint="use only columns, literals, arithmetic, comparisons, AND/OR/NOT, IN (...), "

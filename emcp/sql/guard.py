@@ -15,7 +15,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-__all__ = ["FORBIDDEN_FUNCTIONS", "SqlRejected", "check_select", "first_line", "function_names"]
+__all__ = ["FORBIDDEN_FUNCTIONS", "SqlRejected", "check_select", "first_line", "function_names", "too_deep"]
 
 
 class SqlRejected(Exception):
@@ -170,6 +170,7 @@ _KEYWORDS: dict[type[exp.Expr], str] = {
 _CLAUSES = (exp.Into, exp.Returning, exp.OnConflict, exp.Lock)
 
 _ONLY_SELECT = "only a single read-only SELECT is allowed"
+_FLATTEN_HINT = "flatten the nesting: fewer parentheses, nested calls or nested subqueries (a WITH clause helps)"
 _READ_ONLY_HINT = (
     "emcp gives read-only access: send one SELECT (optionally WITH name AS (SELECT ...) SELECT ...) "
     "that only reads; use the schema tools to inspect tables instead of PRAGMA or DESCRIBE"
@@ -201,6 +202,19 @@ def check_select(sql: str, *, dialect: str) -> str:
     comments are dropped; the returned text carries no comments, so nothing the
     guard did not see can reach the database. Raises `SqlRejected` otherwise.
     """
+    try:
+        return _check_select(sql, dialect)
+    except RecursionError:
+        # sqlglot's parser recurses about twenty frames per level of nesting, so
+        # some forty nested parentheses or calls exhaust Python's stack.
+        raise SqlRejected(too_deep("the SQL"), hint=_FLATTEN_HINT) from None
+
+
+def too_deep(what: str) -> str:
+    return f"{what} nests too deeply to be checked (over about 40 levels of parentheses or calls)"
+
+
+def _check_select(sql: str, dialect: str) -> str:
     try:
         parsed = sqlglot.parse(sql, read=dialect)
     except SqlglotError as error:

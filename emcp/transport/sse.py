@@ -61,9 +61,9 @@ def add_sse_routes(app: Quart, registry: SessionRegistry, settings: Settings) ->
                     yield encode_events(batch)
                     session.acknowledge(batch)
             except SessionClosed:
-                return
+                return  # the session ended on its own (idle, shutdown): the stream just ends
             finally:
-                # The client went away (quart-trio cancels us) or the session ended.
+                # Also reached when the client goes away (quart-trio cancels us); then it ends the session.
                 session.close("client disconnected")
 
         response = Response(events(), content_type="text/event-stream", headers=_SSE_HEADERS)

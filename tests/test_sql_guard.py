@@ -1,0 +1,282 @@
+"""The raw-SQL guard: a bypass corpus, and proof that re-rendering keeps read-only queries' meaning."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from emcp.sql.guard import FORBIDDEN_FUNCTIONS, SqlRejected, check_select
+
+ROWS = [
+    (1, "2026-01-01 00:00:00", "dev-001", 20.5, "C"),
+    (2, "2026-01-01 01:00:00", "dev-001", 22.0, "C"),
+    (3, "2026-01-02 00:00:00", "dev-002", 18.0, "C"),
+    (4, "2026-01-02 01:00:00", "dev-002", 25.5, "C"),
+    (5, "2026-01-02 02:00:00", "dev-003", 101.3, "kPa"),
+    (6, "2026-01-03 00:00:00", "dev-003", None, None),
+]
+
+
+@pytest.fixture
+def db() -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(":memory:")
+    conn.execute(
+        'CREATE TABLE t (row_id INTEGER PRIMARY KEY, timestamp TEXT, device TEXT, value REAL, "the unit" TEXT)'
+    )
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?)", ROWS)
+    conn.commit()
+    yield conn
+    conn.close()
+
+
+def rejected(sql: str, dialect: str = "sqlite") -> SqlRejected:
+    with pytest.raises(SqlRejected) as info:
+        check_select(sql, dialect=dialect)
+    assert info.value.hint, "every rejection tells the agent how to fix its call"
+    assert str(info.value) == info.value.message
+    return info.value
+
+
+# (SQL, a fragment the message must contain). Every entry must be rejected.
+BYPASSES = [
+    # stacked statements, hidden or not
+    ("SELECT 1; DELETE FROM t", "found 2 statements"),
+    ("SELECT 1;DELETE FROM t;", "found 2 statements"),
+    ("SELECT 1;; ;DELETE FROM t", "found 2 statements"),
+    ("SELECT 1 -- \n; DROP TABLE t", "found 2 statements"),
+    ("SELECT 1 /* */; DROP TABLE t", "found 2 statements"),
+    ("SELECT 1 /* ; */ ; DROP TABLE t /* */", "found 2 statements"),
+    ("/* x */ SELECT 1; /* y */ UPDATE t SET value = 0", "found 2 statements"),
+    ("COMMIT; SELECT 1", "found 2 statements"),
+    ("SELECT 1; COMMIT", "found 2 statements"),
+    ("SELECT 'a\\' ; DELETE FROM t; --'", "found 2 statements"),  # no backslash escapes in SQLite
+    ("CREATE TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM t; END", "found 2 statements"),
+    ("", "found no statement"),
+    ("  ;  ; ", "found no statement"),
+    ("-- only a comment", "found no statement"),
+    # transactions and session state
+    ("BEGIN", "found a BEGIN statement"),
+    ("BEGIN IMMEDIATE TRANSACTION", "found a BEGIN statement"),
+    ("COMMIT", "found a COMMIT statement"),
+    ("ROLLBACK TO sp", "found a ROLLBACK statement"),
+    ("SAVEPOINT sp", "which is not a SELECT"),
+    ("RELEASE sp", "which is not a SELECT"),
+    ("END", "which is not a SELECT"),
+    ("PRAGMA writable_schema=1", "found a PRAGMA statement"),
+    ("PRAGMA table_info(t)", "found a PRAGMA statement"),
+    ("pragma query_only = 0", "found a PRAGMA statement"),
+    ("ATTACH DATABASE 'x' AS y", "found an ATTACH statement"),
+    ("attach 'file:x?mode=rwc' as y", "found an ATTACH statement"),
+    ("DETACH DATABASE y", "found a DETACH statement"),
+    ("SET x = 1", "found a SET statement"),
+    ("USE db", "found a USE statement"),
+    # writes, in every spelling
+    ("DELETE FROM t", "found a DELETE statement"),
+    ("dElEtE fRoM t WHERE 1", "found a DELETE statement"),
+    ("UPDATE t SET value = 0", "found an UPDATE statement"),
+    ("INSERT INTO t SELECT * FROM t", "found an INSERT statement"),
+    ("INSERT OR REPLACE INTO t (row_id) VALUES (1)", "found an INSERT statement"),
+    ("REPLACE INTO t (row_id) VALUES (1)", "found a REPLACE statement"),
+    ("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", "found a DELETE statement"),
+    ("WITH a AS (SELECT 1) INSERT INTO t (row_id) SELECT * FROM a", "found an INSERT statement"),
+    ("SELECT * FROM t WHERE row_id IN (WITH d AS (DELETE FROM t RETURNING row_id) SELECT * FROM d)", "DELETE"),
+    ("SELECT * INTO x FROM t", "found an INTO clause"),
+    ("select * into temp x from t", "found an INTO clause"),
+    ("SELECT * FROM t FOR UPDATE", "FOR UPDATE"),
+    ("CREATE TABLE x AS SELECT * FROM t", "found a CREATE statement"),
+    ("CREATE TEMP VIEW v AS SELECT 1", "found a CREATE statement"),
+    ("DROP TABLE t", "found a DROP statement"),
+    ("ALTER TABLE t ADD COLUMN x", "found an ALTER statement"),
+    ("VACUUM", "found a VACUUM statement"),
+    ("VACUUM INTO 'file.db'", "found a VACUUM statement"),
+    ("REINDEX", "which is not a SELECT"),
+    ("ANALYZE", "found an ANALYZE statement"),
+    ("EXPLAIN SELECT 1", "found an EXPLAIN statement"),
+    ("EXPLAIN QUERY PLAN SELECT 1", "found an EXPLAIN statement"),
+    ("COPY t FROM 'x.csv'", "found a COPY statement"),
+    ("LOAD DATA INFILE 'x' INTO TABLE t", "could not parse the SQL"),
+    ("SELECT * FROM t INTO OUTFILE '/tmp/x'", "could not parse the SQL"),
+    ("SELECT * FROM (DELETE FROM t RETURNING *)", "could not parse the SQL"),
+    # functions that reach outside the database, whatever their spelling
+    ("SELECT load_extension('x')", "function load_extension is not allowed"),
+    ("SELECT LOAD_EXTENSION('x')", "function load_extension is not allowed"),
+    ("SELECT Load_Extension('x', 'entry')", "function load_extension is not allowed"),
+    ("SELECT \"load_extension\"('x')", "function load_extension is not allowed"),
+    ("SELECT [load_extension]('x')", "function load_extension is not allowed"),
+    ("SELECT `load_extension`('x')", "function load_extension is not allowed"),
+    ("SELECT main.load_extension('x')", "function load_extension is not allowed"),
+    ("SELECT writefile('x', 'y')", "function writefile is not allowed"),
+    ("SELECT readfile('/etc/passwd')", "function readfile is not allowed"),
+    ("SELECT * FROM t WHERE device = readfile('x')", "function readfile is not allowed"),
+    ("SELECT edit('x')", "function edit is not allowed"),
+    ("SELECT fts3_tokenizer('simple')", "function fts3_tokenizer is not allowed"),
+    ("SELECT sqlite_compileoption_get(0)", "function sqlite_compileoption_get is not allowed"),
+    ("SELECT * FROM fsdir('.')", "function fsdir is not allowed"),
+    ("SELECT * FROM read_csv('x.csv')", "function read_csv is not allowed"),
+    ("SELECT eval('DELETE FROM t')", "function eval is not allowed"),
+    ("SELECT (SELECT writefile('x', device) FROM t LIMIT 1)", "function writefile is not allowed"),
+    # not a plain SELECT
+    ("(SELECT 1)", "wrapped in parentheses"),
+    ("VALUES (1)", "which is not a SELECT"),
+    ("DESCRIBE t", "which is not a SELECT"),
+    ("SHOW TABLES", "found a SHOW statement"),
+    ("TABLE t", "which is not a SELECT"),
+    ("WITH a AS (DESCRIBE t) SELECT * FROM a", "the WITH clause 'a' is not a query"),
+    # look-alikes that SQLite would not read as a separator, and broken text
+    ("SELECT 1\uff1b DELETE FROM t", "could not parse the SQL"),  # full-width semicolon
+    ("SELECT 1\u037e DELETE FROM t", "could not parse the SQL"),  # Greek question mark
+    ("SELECT 1\u00a0; DELETE FROM t", "found 2 statements"),  # non-breaking space
+    ("SELECT 1\u2028;\u3000DELETE FROM t", "found 2 statements"),
+    ("SELECT 1\v;\fDELETE FROM t", "found 2 statements"),
+    ("SELECT 1 /* never closed", "could not parse the SQL"),
+    ("SELECT 'never closed", "could not parse the SQL"),
+]
+
+
+@pytest.mark.parametrize(("sql", "fragment"), BYPASSES)
+def test_bypass_is_rejected(sql: str, fragment: str) -> None:
+    error = rejected(sql)
+    assert fragment in error.message
+
+
+@pytest.mark.parametrize(
+    ("sql", "fragment"),
+    [
+        ("SELECT 1; DELETE FROM t", "found 2 statements"),
+        ("SELECT * FROM t FOR UPDATE", "FOR UPDATE"),
+        ("SELECT * INTO x FROM t", "INTO"),
+        ("END", "COMMIT"),
+        ("REINDEX", "REINDEX"),
+        ("SELECT pg_read_file('/etc/passwd')", "function pg_read_file is not allowed"),
+        ("SELECT nextval('s')", "function nextval is not allowed"),
+        ("SELECT set_config('x', 'y', false)", "function set_config is not allowed"),
+        ("WITH d AS (UPDATE t SET value = 0 RETURNING *) SELECT * FROM d", "found an UPDATE statement"),
+    ],
+)
+def test_postgres_bypass_is_rejected(sql: str, fragment: str) -> None:
+    assert fragment in rejected(sql, "postgres").message
+
+
+def test_messages_say_what_was_found_and_what_is_allowed() -> None:
+    assert rejected("SELECT 1; SELECT 2").message == ("only a single read-only SELECT is allowed; found 2 statements")
+    assert rejected("DELETE FROM t").message == "only a single read-only SELECT is allowed; found a DELETE statement"
+    assert rejected("SELECT load_extension('x')").message.startswith("function load_extension is not allowed")
+    assert "load_extension" in rejected("SELECT load_extension('x')").hint
+
+
+def test_parse_error_reports_the_first_line_only() -> None:
+    error = rejected("SELECT FROM WHERE )")
+    assert error.message.startswith("could not parse the SQL: ")
+    assert "\n" not in error.message and "\x1b" not in error.message
+    assert "sqlite" in error.hint
+
+
+def test_deep_nesting_is_rejected_not_crashed() -> None:
+    assert (
+        check_select("SELECT " + "(" * 30 + "1" + ")" * 30, dialect="sqlite") == "SELECT " + "(" * 30 + "1" + ")" * 30
+    )
+    error = rejected("SELECT " + "abs(" * 200 + "1" + ")" * 200)
+    assert "nests too deeply" in error.message
+
+
+def test_every_forbidden_function_is_rejected() -> None:
+    for name in sorted(FORBIDDEN_FUNCTIONS):
+        error = rejected(f"SELECT {name.upper()}('x')")
+        assert f"function {name} is not allowed" in error.message
+
+
+# Odd but harmless input: accepted, and what runs is one plain SELECT that changes nothing.
+@pytest.mark.parametrize(
+    ("sql", "rendered"),
+    [
+        ("SELECT 1;", "SELECT 1"),
+        ("SELECT 1;;", "SELECT 1"),
+        (";SELECT 1", "SELECT 1"),
+        ("; ; SELECT 1 ; ;", "SELECT 1"),
+        ("SELECT 1; -- trailing comment", "SELECT 1"),
+        ("SELECT 1; /* it's */", "SELECT 1"),
+        ("SELECT 1 /* ; DROP TABLE t */", "SELECT 1"),
+        ("SELECT 1 -- ; DROP TABLE t", "SELECT 1"),
+        ("SELECT 1 -- */; DELETE FROM t; /*", "SELECT 1"),
+        ("SELECT\u00a01", "SELECT 1"),
+        ("SELECT\u30001\u2028FROM\tt", "SELECT 1 FROM t"),
+        ("\n\n  select   *  from t  \n", "SELECT * FROM t"),
+        ("FROM t", "SELECT * FROM t"),
+        ("SELECT 1 LIMIT 2, 5", "SELECT 1 LIMIT 5 OFFSET 2"),
+        ("SELECT 'x;--' AS \"a;b\"", "SELECT 'x;--' AS \"a;b\""),
+        ("SELECT 'it''s; DROP TABLE t'", "SELECT 'it''s; DROP TABLE t'"),
+        ("SELECT 'a\\'; -- '", "SELECT 'a\\'"),
+    ],
+)
+def test_harmless_oddities_are_normalised(sql: str, rendered: str, db: sqlite3.Connection) -> None:
+    before = db.execute("SELECT * FROM t ORDER BY row_id").fetchall()
+    checked = check_select(sql, dialect="sqlite")
+    assert checked == rendered
+    [tree] = sqlglot.parse(checked, read="sqlite")
+    assert isinstance(tree, exp.Select)
+    db.execute(checked).fetchall()
+    assert db.execute("SELECT * FROM t ORDER BY row_id").fetchall() == before
+    assert db.execute("SELECT count(*) FROM sqlite_master").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        ("SELECT row_id FROM t WHERE device = :device AND value > :floor", {"device": "dev-002", "floor": 20}),
+        ("SELECT row_id FROM t WHERE device = ? AND value > ?", ("dev-002", 20)),
+    ],
+)
+def test_placeholders_survive_for_saved_queries(sql: str, params: object, db: sqlite3.Connection) -> None:
+    checked = check_select(sql, dialect="sqlite")
+    assert db.execute(checked, params).fetchall() == [(4,)]
+
+
+READ_ONLY_QUERIES = [
+    "SELECT * FROM t",
+    "SELECT device, count(*), sum(value), avg(value), min(value), max(value), total(value) FROM t GROUP BY device",
+    "SELECT device, avg(value) AS mean FROM t GROUP BY device HAVING count(*) > 1 AND avg(value) > 20",
+    "SELECT group_concat(device, '|') FROM (SELECT DISTINCT device FROM t ORDER BY device)",
+    "SELECT * FROM t ORDER BY value DESC, row_id LIMIT 3 OFFSET 1",
+    "SELECT * FROM t ORDER BY value IS NULL, value LIMIT 2, 3",
+    "SELECT row_id, value / 2, row_id / 2, row_id % 4, -value, value * 1.5 + 1 FROM t",
+    "WITH per AS (SELECT device, max(value) AS peak FROM t GROUP BY device) SELECT * FROM per WHERE peak > 21",
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10) SELECT sum(i) FROM n",
+    "WITH v(x, y) AS (VALUES (1, 'a'), (2, 'b')) SELECT * FROM v ORDER BY x DESC",
+    "SELECT row_id, value, avg(value) OVER (PARTITION BY device ORDER BY row_id) FROM t ORDER BY row_id",
+    "SELECT row_id, rank() OVER w, lag(value) OVER w, row_number() OVER (ORDER BY value DESC) "
+    "FROM t WINDOW w AS (ORDER BY value) ORDER BY row_id",
+    "SELECT CASE WHEN value > 25 THEN 'hot' WHEN value IS NULL THEN 'none' ELSE 'ok' END FROM t",
+    "SELECT CASE device WHEN 'dev-001' THEN 1 ELSE 0 END, iif(value > 20, 'y', 'n') FROM t",
+    "SELECT strftime('%Y-%m-%d', timestamp) AS day, count(*) FROM t GROUP BY day ORDER BY day",
+    "SELECT strftime('%H', timestamp), strftime('%s', timestamp), date(timestamp), time(timestamp) FROM t",
+    "SELECT datetime(timestamp, '+1 day'), date(timestamp, 'start of month'), julianday(timestamp) FROM t",
+    "SELECT unixepoch(timestamp), datetime(unixepoch(timestamp), 'unixepoch') FROM t",
+    "SELECT ifnull(value, -1), coalesce(\"the unit\", 'none'), nullif(device, 'dev-001') FROM t",
+    "SELECT substr(device, 1, 3), substr(device, 5), upper(device), lower('ABC'), length(device) FROM t",
+    "SELECT trim('  x  '), ltrim('xxa', 'x'), instr(device, '0'), device || '-' || row_id FROM t",
+    "SELECT round(value), round(value, 1), abs(-value), typeof(value), CAST(value AS INTEGER) FROM t",
+    "SELECT min(value, 21), max(row_id, 3) FROM t",
+    "SELECT 'a;b' AS x, 'c -- d' AS y, '/* e */' AS z, 'it''s' AS w",
+    'SELECT "the unit", [the unit], `the unit` FROM t WHERE "the unit" = \'C\'',
+    "SELECT * FROM t WHERE device LIKE 'dev-00%' AND value BETWEEN 18 AND 23 AND row_id NOT IN (2, 3)",
+    "SELECT * FROM t WHERE device GLOB 'dev-*3' OR value IS NULL OR \"the unit\" IS NOT 'C'",
+    "SELECT * FROM t WHERE value > (SELECT avg(value) FROM t) AND EXISTS (SELECT 1 FROM t AS u WHERE u.row_id = 1)",
+    "SELECT a.row_id, b.row_id FROM t AS a JOIN t AS b ON a.device = b.device AND a.row_id < b.row_id",
+    "SELECT device FROM t UNION SELECT 'dev-999' ORDER BY 1",
+    "SELECT device FROM t INTERSECT SELECT 'dev-002'",
+    "SELECT device FROM t EXCEPT SELECT 'dev-002' ORDER BY 1",
+    "SELECT count(DISTINCT device), printf('%.2f', avg(value)) FROM t",
+    "SELECT * FROM pragma_table_info('t')",
+    "SELECT value FROM t WHERE value IS NOT NULL ORDER BY value DESC NULLS LAST LIMIT 1",
+]
+
+
+@pytest.mark.parametrize("sql", READ_ONLY_QUERIES)
+def test_rerendering_preserves_meaning(sql: str, db: sqlite3.Connection) -> None:
+    checked = check_select(sql, dialect="sqlite")
+    assert db.execute(checked).fetchall() == db.execute(sql).fetchall()
+    assert check_select(checked, dialect="sqlite") == checked, "the rendered SQL is a fixed point"
