@@ -121,5 +121,6 @@ class Source(ABC):
     @abstractmethod
     def statistics(self) -> QueryStatistics: ...
 
+    @abstractmethod
     async def aclose(self) -> None:
-        """Release connections and threads. The default has nothing to release."""
+        """Release connections; called once, when the server stops."""
