@@ -11,7 +11,7 @@ import trio
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 
-from emcp import load_settings, open_server
+from emcp import load_settings, open_server, serve
 from tests.conftest import mcp_session
 
 
@@ -103,3 +103,24 @@ async def test_saved_query_that_writes_is_refused_at_start(demo_dir: Path, tmp_p
         )
     assert done.returncode == 2
     assert b"tool 'wipe'" in done.stderr
+
+
+async def test_unknown_source_exits_2(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            [sys.executable, "-m", "emcp", "serve", "--source", "postgres:x"], capture_stderr=True, check=False
+        )
+    assert done.returncode == 2
+    assert b"cannot use source 'postgres:x'" in done.stderr
+
+
+async def test_serve_in_a_trio_nursery_over_a_sqlite_directory(demo_dir: Path) -> None:
+    settings = load_settings(source=f"sqlite:{demo_dir}", http__port=0)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve, settings)
+            async with mcp_session(server) as session:
+                tables = await session.call_tool("list_tables", {"database": "new_company"})
+            assert "sensor" in tables.structured_content["tables"]
+            nursery.cancel_scope.cancel()
+        assert server.registry.statistics().sessions_open == 0

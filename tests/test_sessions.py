@@ -76,6 +76,16 @@ async def test_cancelled_notification_interrupts_the_query_and_session_goes_on(s
             assert live.statistics().cancellations == 1
 
 
+def _descendants(nursery: trio.Nursery) -> list[trio.lowlevel.Task]:
+    """Every task under `nursery`, however deep (the SDK's task groups nest inside the session's)."""
+    tasks = []
+    for task in nursery.child_tasks:
+        tasks.append(task)
+        for child in task.child_nurseries:
+            tasks.extend(_descendants(child))
+    return tasks
+
+
 async def test_disconnect_ends_session_tasks_and_queries_within_100ms(server: EmcpServer) -> None:
     stats = server.source.statistics()
     with trio.fail_after(30):
@@ -85,6 +95,8 @@ async def test_disconnect_ends_session_tasks_and_queries_within_100ms(server: Em
                     nursery.start_soon(session.call_tool, "sql", {"database": "new_company", "sql": SLOW_SQL})
                 await _wait_running(server, 3)
                 (live,) = server.registry.sessions()
+                owned = _descendants(live.nursery)
+                assert len(owned) >= 4  # the dispatcher and the three request tasks at least
                 client_scope.cancel()  # drop the connection with three queries running
         disconnected_at = trio.current_time()
         with trio.fail_after(0.1):
@@ -93,9 +105,20 @@ async def test_disconnect_ends_session_tasks_and_queries_within_100ms(server: Em
         elapsed = trio.current_time() - disconnected_at
     assert stats.interrupted == 3, stats
     assert live.closed.is_set()
-    assert not live.nursery.child_tasks  # every task the session owned has ended
+    assert all(task.coro.cr_frame is None for task in owned)  # every task the session owned has ended
     assert server.registry.statistics().queries_running == 0
     assert elapsed < 0.1
+
+
+async def test_call_timeout_stops_the_query(settings: Settings) -> None:
+    settings.query.timeout = 0.2
+    with trio.fail_after(20):
+        async with open_server(settings) as server, mcp_session(server) as session:
+            result = await session.call_tool("sql", {"database": "new_company", "sql": SLOW_SQL})
+            stats = server.source.statistics()
+            assert stats.interrupted == 1 and stats.running == 0
+    assert result.is_error
+    assert "Error (timeout)" in result.content[0].text
 
 
 async def test_idle_session_is_closed(settings: Settings) -> None:

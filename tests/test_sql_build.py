@@ -104,6 +104,18 @@ def test_date_functions_and_aliases_with_spaces(db: sqlite3.Connection) -> None:
     assert db.execute(sql).fetchall() == [("2026-01-02", 1), ("2026-01-02", 1)]
 
 
+def test_group_by_a_select_alias_buckets_by_day(db: sqlite3.Connection) -> None:
+    sql = build(
+        select=["strftime('%Y-%m-%d', timestamp) AS day", "count(*) AS n"],
+        group_by=["day"],
+        order_by=[{"column": "day"}],
+    )
+    assert 'GROUP BY "day"' in sql
+    days = db.execute(sql).fetchall()
+    assert sum(n for _, n in days) == db.execute("SELECT count(*) FROM sensor").fetchone()[0]
+    assert [d for d, _ in days] == sorted({d for d, _ in days})
+
+
 SCALARS = {
     "row_id": 1,
     "round(value / 2, 1)": 10.3,

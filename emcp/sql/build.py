@@ -126,7 +126,7 @@ def build_select(
 
     `columns` is the table's schema: every column the caller names must be one
     of them (matched case-insensitively, rendered with the schema's spelling);
-    `order_by` may also name an alias defined in `select`. Raises `SqlRejected`
+    `group_by` and `order_by` may also name an alias defined in `select`. Raises `SqlRejected`
     saying which argument to fix.
     """
     parser = _Parser(columns, Dialect.get_or_raise(dialect))
@@ -145,7 +145,7 @@ def build_select(
     if isinstance(group_by, str):
         raise SqlRejected("group_by must be a list of column names", hint=f'pass e.g. ["{parser.example}"]')
     if group_by:
-        query = query.group_by(*(parser.column(name, "group_by") for name in group_by), copy=False)
+        query = query.group_by(*(parser.column_or_alias(name, aliases, "group_by") for name in group_by), copy=False)
     if order_by:
         query = query.order_by(*(parser.ordered(entry, aliases) for entry in order_by), copy=False)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
@@ -210,6 +210,15 @@ class _Parser:
             raise self._unknown(name, what)
         return exp.column(known, quoted=True)
 
+    def column_or_alias(self, name: str, aliases: Mapping[str, str], what: str) -> exp.Column:
+        """A column, or an alias defined in select (so rows can be grouped or sorted by a computed
+        value such as a day bucket); a real column of the same name wins, as in SQL."""
+        if isinstance(name, str):
+            key = name.strip().lower()
+            if key in aliases and key not in self._by_name:
+                return exp.column(aliases[key], quoted=True)
+        return self.column(name, what)
+
     def ordered(self, entry: Mapping[str, str], aliases: Mapping[str, str]) -> exp.Ordered:
         """`{"column": name, "direction": "ASC"|"DESC"}`; the name may be a select alias."""
         hint = f'pass e.g. [{{"column": "{self.example}", "direction": "DESC"}}]'
@@ -223,12 +232,7 @@ class _Parser:
         direction = entry.get("direction", "ASC")
         if not isinstance(direction, str) or direction.strip().upper() not in _DIRECTIONS:
             raise SqlRejected(f"order_by direction must be ASC or DESC, got {direction!r}", hint=hint)
-        name = entry["column"]
-        alias = aliases.get(name.strip().lower())
-        if alias is not None and name.strip().lower() not in self._by_name:
-            target = exp.column(alias, quoted=True)
-        else:
-            target = self.column(name, "order_by")
+        target = self.column_or_alias(entry["column"], aliases, "order_by")
         desc = direction.strip().upper() == "DESC"
         # Say where the engine itself puts NULLs, or sqlglot adds a NULLS FIRST/LAST
         # that overrides the engine's default.
