@@ -12,10 +12,14 @@ from emcp.sources.demo import ensure_demo_data
 from emcp.sources.sqlite import SqliteSource
 
 
-def _sqlite_source(spec: str, settings: Settings) -> Source:
+def _build_source(settings: Settings) -> Source:
+    spec = settings.source
+    threads = settings.query.max_threads
+    if not spec:
+        return SqliteSource(ensure_demo_data(settings.data_dir), max_threads=threads)
     kind, _, where = spec.partition(":")
     if kind == "sqlite" and where:
-        return SqliteSource(Path(where).expanduser(), max_threads=settings.query.max_threads)
+        return SqliteSource(Path(where).expanduser(), max_threads=threads)
     raise SourceError(
         "unknown_source",
         f"cannot use source {spec!r}",
@@ -26,10 +30,7 @@ def _sqlite_source(spec: str, settings: Settings) -> Source:
 async def open_source(settings: Settings) -> Source:
     """The source `settings.source` names: "" (the embedded demo data) or "sqlite:PATH".
 
-    Generating the demo data takes seconds on first run and opening a source
-    touches the file system: both run in a worker thread, off the event loop.
+    Built in a worker thread: generating the demo data takes seconds on first
+    run, and finding a source's databases reads the file system.
     """
-    if not settings.source:
-        data_dir = await trio.to_thread.run_sync(ensure_demo_data, settings.data_dir)
-        return SqliteSource(data_dir, max_threads=settings.query.max_threads)
-    return await trio.to_thread.run_sync(_sqlite_source, settings.source, settings)
+    return await trio.to_thread.run_sync(_build_source, settings)
