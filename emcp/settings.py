@@ -24,25 +24,29 @@ def _default_data_dir() -> Path:
     return Path(base) / "emcp"
 
 
+# Field metadata for limits where 0 would refuse everything (or deadlock) rather than mean "off".
+AT_LEAST_ONE = {"min": 1}
+
+
 @dataclass
 class HttpSettings:
     host: str = "127.0.0.1"
     port: int = 8765
     # Requests beyond this body size get 413 before the body is read whole.
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int = field(default=1024 * 1024, metadata=AT_LEAST_ONE)
     # Seconds between SSE keepalive comments: how a vanished peer is noticed.
     keepalive: float = 15.0
     # Seconds that open connections get to finish after a shutdown trigger.
     graceful_timeout: float = 3.0
-    backlog: int = 4096
+    backlog: int = field(default=4096, metadata=AT_LEAST_ONE)
 
 
 @dataclass
 class SessionSettings:
-    max_sessions: int = 10_000
+    max_sessions: int = field(default=10_000, metadata=AT_LEAST_ONE)
     # Requests a session may have between admission and the response being
     # written; a client that stops reading holds at most this many results.
-    max_in_flight: int = 16
+    max_in_flight: int = field(default=16, metadata=AT_LEAST_ONE)
     # How long a POSTed request waits for an in-flight slot before 429.
     admission_timeout: float = 30.0
     # A session with nothing in flight and no message for this long is closed; 0 = never.
@@ -53,11 +57,11 @@ class SessionSettings:
 class QuerySettings:
     # Rows and bytes of a result returned inline; past either, the result is
     # truncated with an explicit flag and the count of rows read.
-    max_inline_rows: int = 1000
+    max_inline_rows: int = field(default=1000, metadata=AT_LEAST_ONE)
     max_inline_bytes: int = 256 * 1024
-    batch_rows: int = 1000
+    batch_rows: int = field(default=1000, metadata=AT_LEAST_ONE)
     # Worker threads running SQLite statements at once, across all sessions.
-    max_threads: int = 8
+    max_threads: int = field(default=8, metadata=AT_LEAST_ONE)
     # Seconds a tool call may run before it is cancelled (and its query interrupted); 0 = no limit.
     timeout: float = 300.0
 
@@ -97,8 +101,9 @@ def _merge(target: Any, values: dict[str, Any], where: str) -> None:
                 value = float(value)
             if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
                 raise SettingsError(f"{where}{key}: expected {expected.__name__}, got {value!r}")
-            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-                raise SettingsError(f"{where}{key}: must not be negative")
+            minimum = known[key].metadata.get("min", 0)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < minimum:
+                raise SettingsError(f"{where}{key}: must be at least {minimum}")
             setattr(target, key, value)
 
 

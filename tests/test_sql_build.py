@@ -11,6 +11,7 @@ import pytest
 from emcp.sources.base import Column
 from emcp.sql.build import build_select
 from emcp.sql.guard import SqlRejected
+from tests.sample_rows import ROWS
 
 COLUMNS = [
     Column("row_id", "INTEGER", nullable=False, primary_key=True, system=True),
@@ -18,14 +19,6 @@ COLUMNS = [
     Column("device", "TEXT"),
     Column("value", "REAL"),
     Column("unit", "TEXT"),
-]
-ROWS = [
-    (1, "2026-01-01 00:00:00", "dev-001", 20.5, "C"),
-    (2, "2026-01-01 01:00:00", "dev-001", 22.0, "C"),
-    (3, "2026-01-02 00:00:00", "dev-002", 18.0, "C"),
-    (4, "2026-01-02 01:00:00", "dev-002", 25.5, "C"),
-    (5, "2026-01-02 02:00:00", "dev-003", 101.3, "kPa"),
-    (6, "2026-01-03 00:00:00", "dev-003", None, None),
 ]
 
 # A table whose real column names need quoting.
