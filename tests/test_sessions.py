@@ -61,19 +61,25 @@ async def test_cancelled_notification_interrupts_the_query_and_session_goes_on(s
     stats = server.source.statistics()
     with trio.fail_after(30):
         async with mcp_session(server) as session:
-            with trio.CancelScope() as call_scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(session.call_tool, "sql", {"database": "new_company", "sql": SLOW_SQL})
-                    await _wait_running(server, 1)
-                    # Cancelling the caller makes the SDK client send notifications/cancelled.
-                    call_scope.cancel()
-            await stats.watch.wait_until(lambda: stats.interrupted == 1 and stats.running == 0)
+            slow = {"database": "new_company", "sql": SLOW_SQL}
+            async with trio.open_nursery() as others:
+                others.start_soon(session.call_tool, "sql", slow)  # a second request that must go on
+                with trio.CancelScope() as call_scope:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(session.call_tool, "sql", slow)
+                        await _wait_running(server, 2)
+                        # Cancelling the caller makes the SDK client send notifications/cancelled.
+                        call_scope.cancel()
+                await stats.watch.wait_until(lambda: stats.interrupted == 1)
+                assert stats.running == 1  # the other request's query is untouched
+                others.cancel_scope.cancel()
+            await stats.watch.wait_until(lambda: stats.interrupted == 2 and stats.running == 0)
             # The session still answers, and its slot came back.
             result = await session.call_tool("list_databases", {})
             assert result.structured_content == {"databases": ["new_company"]}
             (live,) = server.registry.sessions()
             await server.registry.watch.wait_until(lambda: live.statistics().requests_in_flight == 0)
-            assert live.statistics().cancellations == 1
+            assert live.statistics().cancellations == 2
 
 
 def _descendants(nursery: trio.Nursery) -> list[trio.lowlevel.Task]:
