@@ -76,7 +76,7 @@ def _hypercorn_config(settings: Settings) -> Config:
 async def open_server(settings: Settings) -> AsyncIterator[EmcpServer]:
     source = await open_source(settings)
     try:
-        server = EmcpServer(settings, source, ToolSet.load(settings, source.dialect))
+        server = EmcpServer(settings, source, ToolSet.load(settings, source))
         mcp_server = build_mcp_server(server.toolset, source, settings, server.statistics)
         async with open_session_registry(settings.sessions, session_runner(mcp_server)) as registry:
             server.registry = registry

@@ -67,13 +67,28 @@ class QuerySettings:
 
 
 @dataclass
+class EdgeLakeSettings:
+    # Seconds one call to a node may take (connect and reply head; then each read of a
+    # streamed result). A dead peer stalls EdgeLake about 12 s whatever it is told.
+    timeout: float = 20.0
+    # Where SQL runs: "network" (every operator holding the table) or "local".
+    destination: str = "network"
+    user_agent: str = "AnyLog/1.23"
+    # Seconds an unreachable node is skipped before it is tried again.
+    retry_down_after: float = 30.0
+
+
+@dataclass
 class Settings:
-    source: str = ""  # "" = the embedded demo data; "sqlite:PATH" = SQLite files
+    # "" = the embedded demo data; "sqlite:PATH" = SQLite files;
+    # "edgelake:http://HOST:PORT[,http://HOST2:PORT]" = an EdgeLake network.
+    source: str = ""
     data_dir: Path = field(default_factory=_default_data_dir)
     tools_files: list[Path] = field(default_factory=list)
     http: HttpSettings = field(default_factory=HttpSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
     query: QuerySettings = field(default_factory=QuerySettings)
+    edgelake: EdgeLakeSettings = field(default_factory=EdgeLakeSettings)
     # Tools declared inline in the config file (same shape as tools.yaml entries).
     tools: list[dict[str, Any]] = field(default_factory=list)
 

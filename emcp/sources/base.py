@@ -88,6 +88,9 @@ class Source(ABC):
     kind: str
     #: The sqlglot dialect used to parse and render SQL for this source.
     dialect: str
+    #: What an agent must know to write SQL for this engine; appended to the
+    #: descriptions of the tools that take SQL.
+    sql_notes: str = ""
 
     @abstractmethod
     async def list_databases(self) -> list[str]: ...

@@ -142,6 +142,10 @@ class SqliteSource(Source):
 
     kind = "sqlite"
     dialect = "sqlite"
+    sql_notes = (
+        "SQL is SQLite's: relative time as timestamp >= datetime('now', '-7 days'), "
+        "day buckets as strftime('%Y-%m-%d', timestamp)."
+    )
 
     def __init__(self, path: Path, *, max_threads: int = 8, pool_size: int = 8) -> None:
         self._databases = _discover(Path(path).absolute())

@@ -165,6 +165,9 @@ class _Parser:
         self._names = ", ".join(column.name for column in columns) or "(none)"
         self.example = next((column.name for column in columns if not column.system), "column")
         self._dialect = dialect
+        # A dialect may add its own functions and node types (EdgeLake: now(), `NOW() - 7 days`).
+        self._functions = ALLOWED_FUNCTIONS | getattr(dialect, "EXTRA_FUNCTIONS", frozenset())
+        self._nodes = (*_ALLOWED_NODES, *getattr(dialect, "EXTRA_NODES", ()))
 
     def select_item(self, item: str) -> exp.Expr:
         """`*`, a column name as the schema spells it, or one expression with an optional alias."""
@@ -276,7 +279,7 @@ class _Parser:
         for node in tree.walk():
             if isinstance(node, exp.Column):
                 self._resolve(node, what)
-            elif isinstance(node, (exp.Identifier, *_ALLOWED_NODES)):
+            elif isinstance(node, (exp.Identifier, *self._nodes)):
                 pass  # an Identifier is a column's name, checked with its column, or a type name under CAST
             elif isinstance(node, exp.Star):
                 if not isinstance(node.parent, exp.Count):
@@ -290,11 +293,11 @@ class _Parser:
                     hint="query one table with plain expressions; use the sql tool for more complex SELECTs",
                 )
             elif isinstance(node, exp.Func):
-                if not function_names(node) & ALLOWED_FUNCTIONS:
+                if not function_names(node) & self._functions:
                     name = node.name if isinstance(node, exp.Anonymous) else type(node).sql_names()[0]
                     raise SqlRejected(
                         f"{what}: function {name.lower()} is not allowed",
-                        hint="allowed functions: " + ", ".join(sorted(ALLOWED_FUNCTIONS)),
+                        hint="allowed functions: " + ", ".join(sorted(self._functions)),
                     )
             else:
                 raise SqlRejected(

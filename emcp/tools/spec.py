@@ -26,6 +26,7 @@ _KNOWN_KEYS = {
     "input_schema",
     "output_schema",
     "annotations",
+    "sources",
     # saved_query only
     "database",
     "sql",
@@ -47,6 +48,8 @@ class ToolSpec:
     annotations: dict[str, Any] = field(default_factory=dict)
     # Operation-specific options (a saved query's database and SQL).
     options: dict[str, Any] = field(default_factory=dict)
+    # The source kinds the tool works on ("sqlite", "edgelake"); empty = every source.
+    sources: tuple[str, ...] = ()
 
 
 def _check_schema(schema: Any, where: str) -> dict[str, Any]:
@@ -81,6 +84,9 @@ def parse_tool(entry: Any, origin: str, operations: set[str], default_output: di
     options = {key: entry[key] for key in ("database", "sql") if key in entry}
     if operation == "saved_query" and not all(isinstance(options.get(k), str) for k in ("database", "sql")):
         raise ToolSpecError(f"{where}: a saved_query needs `database` and `sql` strings")
+    sources = entry.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(k, str) for k in sources):
+        raise ToolSpecError(f"{where}: sources must be a list of source kinds, e.g. [edgelake]")
     annotations = entry.get("annotations", {"readOnlyHint": True, "destructiveHint": False})
     if not isinstance(annotations, dict):
         raise ToolSpecError(f"{where}: annotations must be a mapping")
@@ -93,6 +99,7 @@ def parse_tool(entry: Any, origin: str, operations: set[str], default_output: di
         output_schema=output_schema,
         annotations=annotations,
         options=options,
+        sources=tuple(sources),
     )
 
 

@@ -8,7 +8,6 @@ whose text says what to fix.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,13 +17,15 @@ import trio
 from jsonschema.validators import validator_for
 
 from emcp.settings import Settings
-from emcp.sources.base import SourceError
+from emcp.sources.base import Source, SourceError
 from emcp.sql.guard import SqlRejected, check_select
 from emcp.tools.context import ToolCall, ToolFailure
 from emcp.tools.operations import OPERATIONS
 from emcp.tools.spec import ToolSpec, ToolSpecError, load_tool_specs
 
-logger = logging.getLogger(__name__)
+
+# Operations whose callers write SQL, and so need the source's notes on its dialect.
+_TAKES_SQL = frozenset({"query", "sql"})
 
 
 def _error_result(code: str, message: str, hint: str = "") -> types.CallToolResult:
@@ -63,14 +64,18 @@ class ToolSet:
         ]
 
     @classmethod
-    def load(cls, settings: Settings, dialect: str) -> ToolSet:
-        """Load and check every declaration; saved queries must be proven read-only now, not at call time."""
+    def load(cls, settings: Settings, source: Source) -> ToolSet:
+        """The tools for `source`: checked declarations, saved queries proven read-only now, not at call time."""
         specs = load_tool_specs(set(OPERATIONS), settings.tools_files, settings.tools)
         checked = []
         for spec in specs:
+            if spec.sources and source.kind not in spec.sources:
+                continue
+            if spec.operation in _TAKES_SQL and source.sql_notes:
+                spec = dataclasses.replace(spec, description=f"{spec.description}\n\n{source.sql_notes}")
             if spec.operation == "saved_query":
                 try:
-                    proven = check_select(spec.options["sql"], dialect=dialect)
+                    proven = check_select(spec.options["sql"], dialect=source.dialect)
                 except SqlRejected as exc:
                     raise ToolSpecError(f"tool {spec.name!r}: {exc.message}") from None
                 spec = dataclasses.replace(spec, options={**spec.options, "sql": proven})
