@@ -23,7 +23,6 @@ from emcp.tools.context import ToolCall, ToolFailure
 from emcp.tools.operations import OPERATIONS
 from emcp.tools.spec import ToolSpec, ToolSpecError, load_tool_specs
 
-
 # Operations whose callers write SQL, and so need the source's notes on its dialect.
 _TAKES_SQL = frozenset({"query", "sql"})
 
