@@ -9,6 +9,7 @@ import trio
 from emcp.settings import Settings
 from emcp.sources.base import Source, SourceError
 from emcp.sources.demo import ensure_demo_data
+from emcp.sources.edgelake.source import EdgeLakeSource
 from emcp.sources.sqlite import SqliteSource
 
 
@@ -20,15 +21,21 @@ def _build_source(settings: Settings) -> Source:
     kind, _, where = spec.partition(":")
     if kind == "sqlite" and where:
         return SqliteSource(Path(where).expanduser(), max_threads=threads)
+    if kind == "edgelake" and where:
+        try:
+            return EdgeLakeSource([node.strip() for node in where.split(",") if node.strip()], settings.edgelake)
+        except ValueError as exc:
+            raise SourceError("unknown_source", f"cannot use source {spec!r}: {exc}") from None
     raise SourceError(
         "unknown_source",
         f"cannot use source {spec!r}",
-        "use sqlite:PATH (a SQLite file or a directory of them), or no --source for the demo data",
+        "use sqlite:PATH (a SQLite file or a directory of them), edgelake:http://HOST:PORT[,http://HOST2:PORT], "
+        "or no --source for the demo data",
     )
 
 
 async def open_source(settings: Settings) -> Source:
-    """The source `settings.source` names: "" (the embedded demo data) or "sqlite:PATH".
+    """The source `settings.source` names: "" (the embedded demo data), "sqlite:PATH" or "edgelake:URL[,URL]".
 
     Built in a worker thread: generating the demo data takes seconds on first
     run, and finding a source's databases reads the file system.

@@ -12,10 +12,12 @@ in `statistics()`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import trio
 
 from emcp.observe import Watch
 
@@ -48,6 +50,20 @@ class Column:
     system: bool = False
 
 
+def is_cancellation(exc: BaseException) -> bool:
+    """True for `Cancelled`, alone or grouped (a nursery inside a query block may group it)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return isinstance(exc, trio.Cancelled)
+
+
+@dataclass(slots=True)
+class QueryOutcome:
+    """Set by a source when its statement was stopped even though no `Cancelled` escaped."""
+
+    interrupted: bool = False
+
+
 @dataclass(slots=True)
 class QueryStatistics:
     """Counters of a source's query work, observable through `watch`."""
@@ -58,6 +74,29 @@ class QueryStatistics:
     failed: int = 0
     interrupted: int = 0
     watch: Watch = field(default_factory=Watch, repr=False, compare=False)
+
+    @contextmanager
+    def measure(self) -> Iterator[QueryOutcome]:
+        """Count one query from start to end; the source may mark it interrupted on the way.
+
+        A query that ends with `Cancelled` (alone or grouped) was interrupted,
+        one that ends with another error failed, any other completed.
+        """
+        self.started += 1
+        self.running += 1
+        self.watch.changed()
+        outcome = QueryOutcome()
+        result = "failed"
+        try:
+            yield outcome
+            result = "interrupted" if outcome.interrupted else "completed"
+        except BaseException as exc:
+            result = "interrupted" if is_cancellation(exc) else "failed"
+            raise
+        finally:
+            self.running -= 1
+            setattr(self, result, getattr(self, result) + 1)
+            self.watch.changed()
 
     def snapshot(self) -> dict[str, int]:
         return {
@@ -76,6 +115,11 @@ class RowStream(ABC):
     """
 
     columns: list[str]
+
+    @property
+    def statistics(self) -> dict[str, Any] | None:
+        """The engine's own figures for the query once it is read (EdgeLake: Count, Time, Nodes)."""
+        return None
 
     @abstractmethod
     def __aiter__(self) -> AsyncIterator[list[Row]]: ...

@@ -178,26 +178,19 @@ class SqliteSource(Source):
             raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
         lease = self._checkout(database)
         bound = dict(params) if isinstance(params, Mapping) else tuple(params)
-        self._stats.started += 1
-        self._stats.running += 1
-        self._stats.watch.changed()
-        outcome = "failed"
         try:
-            first = await self._call(lease, lambda conn: _start(lease, conn, sql, bound, batch_rows), "query_failed")
-            stream = _SqliteRowStream(self, lease, first, batch_rows)
-            try:
-                yield stream
-            finally:
-                stream.closed = True
-            outcome = "interrupted" if stream.interrupted else "completed"
-        except BaseException as exc:
-            outcome = "interrupted" if _is_cancellation(exc) else "failed"
-            raise
+            with self._stats.measure() as outcome:
+                first = await self._call(
+                    lease, lambda conn: _start(lease, conn, sql, bound, batch_rows), "query_failed"
+                )
+                stream = _SqliteRowStream(self, lease, first, batch_rows)
+                try:
+                    yield stream
+                finally:
+                    stream.closed = True
+                    outcome.interrupted = stream.interrupted
         finally:
             self._checkin(lease)
-            self._stats.running -= 1
-            setattr(self._stats, outcome, getattr(self._stats, outcome) + 1)
-            self._stats.watch.changed()
 
     async def status(self) -> dict[str, Any]:
         errors: dict[str, str] = {}
@@ -387,13 +380,6 @@ def _translate(failure: str, database: str, exc: sqlite3.Error) -> SourceError:
         f"cannot read database {database!r}: {message}",
         hint="check that the file is a readable SQLite database",
     )
-
-
-def _is_cancellation(exc: BaseException) -> bool:
-    """True for `Cancelled`, alone or grouped (a nursery inside the query block may group it)."""
-    if isinstance(exc, BaseExceptionGroup):
-        return exc.split(trio.Cancelled)[1] is None
-    return isinstance(exc, trio.Cancelled)
 
 
 # -- worker-thread functions ----------------------------------------------------

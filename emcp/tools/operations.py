@@ -12,9 +12,10 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 
 from emcp import __version__
 from emcp.sources.base import Column, Params
+from emcp.sources.edgelake.source import EdgeLakeSource
 from emcp.sql.build import build_select
 from emcp.sql.guard import check_select
-from emcp.tools.context import ToolCall
+from emcp.tools.context import ToolCall, ToolFailure
 from emcp.tools.results import collect_rows
 
 Operation = Callable[[ToolCall, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -47,6 +48,8 @@ async def run_query(call: ToolCall, database: str, sql: str, params: Params = ()
         "sql": sql,
         "elapsed_ms": round((trio.current_time() - started) * 1000, 3),
     }
+    if stream.statistics is not None:
+        out["statistics"] = stream.statistics
     if result.truncated:
         out["truncated_reason"] = (
             f"{result.truncated_reason}; the first {len(result.rows)} rows are returned. "
@@ -130,6 +133,36 @@ async def server_info(call: ToolCall, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _network(call: ToolCall) -> EdgeLakeSource:
+    """The EdgeLake source behind a network tool (tools.yaml scopes these tools to it)."""
+    source = call.source
+    if not isinstance(source, EdgeLakeSource):
+        raise ToolFailure("wrong_source", f"{call.spec.name} needs an EdgeLake source", "use it on an EdgeLake network")
+    return source
+
+
+async def data_nodes(call: ToolCall, args: dict[str, Any]) -> dict[str, Any]:
+    return {"nodes": await _network(call).data_nodes(args["database"], args["table"])}
+
+
+async def network_nodes(call: ToolCall, args: dict[str, Any]) -> dict[str, Any]:
+    return {"nodes": await _network(call).network_nodes(args["roles"])}
+
+
+async def policies(call: ToolCall, args: dict[str, Any]) -> dict[str, Any]:
+    return {"policies": await _network(call).policies(args["policy_type"], args.get("where"))}
+
+
+async def root_policies(call: ToolCall, args: dict[str, Any]) -> dict[str, Any]:
+    found = await _network(call).all_policies(args["policy_types"])
+    return {"policies": [p for p in found if not p.get("parent")]}
+
+
+async def policy_children(call: ToolCall, args: dict[str, Any]) -> dict[str, Any]:
+    found = await _network(call).all_policies(args["policy_types"])
+    return {"policies": [p for p in found if p.get("parent") == args["id"]]}
+
+
 OPERATIONS: dict[str, Operation] = {
     "list_databases": list_databases,
     "list_tables": list_tables,
@@ -140,4 +173,9 @@ OPERATIONS: dict[str, Operation] = {
     "saved_query": saved_query,
     "node_status": node_status,
     "server_info": server_info,
+    "data_nodes": data_nodes,
+    "network_nodes": network_nodes,
+    "policies": policies,
+    "root_policies": root_policies,
+    "policy_children": policy_children,
 }
