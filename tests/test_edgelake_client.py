@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -329,6 +330,32 @@ async def test_open_sql_cut_short_is_an_error_after_the_rows_it_had() -> None:
     assert batches == [SENSOR[:2], SENSOR[2:4]]
 
 
+async def test_open_sql_connection_reset_mid_stream() -> None:
+    data = EXCHANGES["sql_select_limit5_network"]
+    first_rows = header_end("sql_select_limit5_network") + 300
+    reset = trio.Event()
+
+    async def reset_after_first_rows(stream: trio.SocketStream, server: Server) -> None:
+        await server.read_head(stream)
+        await stream.send_all(data[:first_rows])
+        await reset.wait()
+        # Linger 0: the close that follows sends a reset, not a FIN.
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    with trio.fail_after(LIMIT):
+        async with (
+            serving(reset_after_first_rows) as [server],
+            EdgeLakeClient([server.url]).open_sql("new_company", "select * from sensor", batch_rows=1) as rows,
+        ):
+            assert await rows.__anext__() == [SENSOR[0]]
+            reset.set()
+            with pytest.raises(EdgeLakeError) as caught:
+                async for _ in rows:
+                    pass
+    assert caught.value.code == "bad_reply"
+    assert "reset the connection" in caught.value.message
+
+
 async def test_a_stalled_stream_times_out_a_slow_one_does_not() -> None:
     data = EXCHANGES["sql_select_limit5_network"]
     pieces = [data[i : i + 150] for i in range(0, len(data), 150)]
@@ -599,6 +626,21 @@ async def test_latin1_text_travels_as_latin1() -> None:
 def test_node_urls_are_validated(nodes: list[str]) -> None:
     with pytest.raises(ValueError, match="EdgeLake node"):
         EdgeLakeClient(nodes)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"user_agent": "AnyLog/1.23\r\nX: 1"}, {"user_agent": "Änylog"}, {"timeout": 0}, {"max_reply_bytes": 0}],
+)
+def test_client_options_are_validated(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="EdgeLake"):
+        EdgeLakeClient(["http://127.0.0.1:32049"], **options)
+
+
+async def test_batch_rows_is_validated() -> None:
+    with pytest.raises(ValueError, match="batch_rows"):
+        async with EdgeLakeClient(["http://127.0.0.1:32049"]).open_sql("d", "select 1", batch_rows=0):
+            pass
 
 
 def test_node_urls_are_normalised() -> None:
