@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,15 +25,15 @@ import trio.testing
 
 from emcp.sources.edgelake.client import EdgeLakeClient
 from emcp.sources.edgelake.errors import HINTS, EdgeLakeError
+from tests.edgelake_emulator import SHARED
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "edgelake"
 EXCHANGES = {
     record["name"]: base64.b64decode(record["response_b64"])
-    for record in map(json.loads, (FIXTURES / "exchanges.jsonl").read_text().splitlines())
+    for record in map(json.loads, (SHARED / "exchanges.jsonl").read_text().splitlines())
 }
 SENSOR = [
     record["stored"]
-    for record in map(json.loads, (FIXTURES / "dataset.jsonl").read_text().splitlines())
+    for record in map(json.loads, (SHARED / "dataset.jsonl").read_text().splitlines())
     if record["table"] == "sensor"
 ]
 LIMIT = 5.0  # hard deadline of every test

@@ -14,7 +14,6 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from statistics import fmean
 from typing import Any
 
@@ -32,15 +31,15 @@ from emcp.sources.edgelake.wire import (
     ResponseReader,
     dechunk,
 )
+from tests.edgelake_emulator import SHARED
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "edgelake"
 EXCHANGES = {
-    record["name"]: record for record in map(json.loads, (FIXTURES / "exchanges.jsonl").read_text().splitlines())
+    record["name"]: record for record in map(json.loads, (SHARED / "exchanges.jsonl").read_text().splitlines())
 }
 NODE = "http://127.0.0.1:32049"
 
 _stored: dict[str, list[dict[str, Any]]] = defaultdict(list)
-for _line in (FIXTURES / "dataset.jsonl").read_text().splitlines():
+for _line in (SHARED / "dataset.jsonl").read_text().splitlines():
     _record = json.loads(_line)
     _stored[_record["table"]].append(_record["stored"])
 SENSOR = _stored["sensor"]

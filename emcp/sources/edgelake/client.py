@@ -226,7 +226,7 @@ class EdgeLakeClient:
                 try:
                     event = await _next_event(exchange.stream, exchange.reader)
                 except trio.BrokenResourceError:
-                    raise _reset(url, size) from None
+                    raise cut_short(url, size, how="reset the connection") from None
                 if isinstance(event, End):
                     return b"".join(parts), event
                 assert isinstance(event, Body)
@@ -376,7 +376,7 @@ class SqlRows:
             try:
                 return await self._exchange.stream.receive_some(RECEIVE_SIZE)
             except trio.BrokenResourceError:
-                raise _reset(self.node, self._received) from None
+                raise cut_short(self.node, self._received, how="reset the connection") from None
         raise EdgeLakeError(
             "timeout",
             f"EdgeLake node {self.node} sent nothing for {self._timeout:g} s in the middle of its reply",
@@ -420,15 +420,6 @@ async def _next_event(stream: trio.SocketStream, reader: ResponseReader) -> Head
         if not isinstance(event, NeedData):
             return event
         reader.receive_data(await stream.receive_some(RECEIVE_SIZE))
-
-
-def _reset(url: str, received: int) -> EdgeLakeError:
-    return EdgeLakeError(
-        "bad_reply",
-        f"EdgeLake node {url} reset the connection after {received} bytes of its reply",
-        "retry the call; if it keeps failing, the node is overloaded or failing",
-        node=url,
-    )
 
 
 def _parse_node(url: str) -> _Node:

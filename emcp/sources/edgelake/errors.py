@@ -164,10 +164,10 @@ def empty_reply(node: str) -> EdgeLakeError:
     return EdgeLakeError("empty_reply", f"EdgeLake node {node} sent an empty reply", EMPTY_REPLY_HINT, node=node)
 
 
-def cut_short(node: str, received: int) -> EdgeLakeError:
+def cut_short(node: str, received: int, *, how: str = "broke off its reply") -> EdgeLakeError:
     return EdgeLakeError(
         "bad_reply",
-        f"EdgeLake node {node} broke off its reply after {received} bytes of body",
+        f"EdgeLake node {node} {how} after {received} bytes of body",
         "retry the call; if it keeps failing, the node is overloaded or failing",
         node=node,
     )
