@@ -130,6 +130,10 @@ async def test_all_rows_match_the_dataset(server: EmcpServer) -> None:
         ("select * from nosuch", "45", "list_tables"),
         ("select nosuchcol from sensor", "46", "get_schema"),
         ('select "a""b" from sensor', "sql_rejected", ""),
+        # The SQL travels inside "..." in a header: what cannot go there is refused, not mangled.
+        ("select device from sensor where device = 'a\"b'", "bad_request", "single quotes"),
+        ("select device from sensor where device = 'a\nb'", "bad_request", ""),
+        ("select device from sensor where device = '\u20ac'", "bad_request", "latin-1"),
     ],
 )
 async def test_edgelake_errors_are_tool_errors_with_hints(server: EmcpServer, sql: str, code: str, hint: str) -> None:
@@ -159,6 +163,38 @@ async def test_network_tools(server: EmcpServer) -> None:
     assert {p["type"] for p in roots["policies"]} == {"master", "operator", "cluster"}
     assert all("parent" not in p for p in roots["policies"])
     assert sorted(p["table"][0]["name"] for p in children["policies"]) == ["events", "sensor"]
+
+
+async def test_policy_filter_with_spaces_and_help(server: EmcpServer, emulator: EdgeLakeEmulator) -> None:
+    with trio.fail_after(20):
+        operators = await _call(
+            server, "get_policies", {"policy_type": "operator", "where": {"company": "Test Company"}}
+        )
+        async with mcp_session(server) as session:
+            bad = await session.call_tool("get_policies", {"policy_type": "operator", "where": {"company": 'a"b'}})
+            helped = await session.call_tool("edgelake_help", {"command": "get status"})
+    assert [p["name"] for p in operators["policies"]] == ["el-single-operator"]
+    assert bad.is_error and "bad_request" in bad.content[0].text
+    # The emulator knows no help text (none was recorded): emcp sends `help get status` by GET
+    # and relays the node's answer, here its error, with EdgeLake's code.
+    (asked,) = [c for c in emulator.connections if c.command and c.command.startswith("help")]
+    assert (asked.method, asked.command) == ("GET", "help get status")
+    assert helped.is_error and "EdgeLake" in helped.content[0].text
+
+
+async def test_a_node_past_the_deadline_is_a_timeout_naming_it(emulator: EdgeLakeEmulator, tmp_path: Path) -> None:
+    emulator.fault = Fault.SLOW
+    settings = _settings(emulator.url, tmp_path=tmp_path)
+    settings.edgelake.timeout = 0.3
+    with trio.fail_after(20):
+        async with open_server(settings) as server, mcp_session(server) as session:
+            result = await session.call_tool("list_databases", {})
+        (connection,) = emulator.connections
+        await connection.closed.wait()
+    assert result.is_error
+    text = result.content[0].text
+    assert "timeout" in text and emulator.url in text
+    assert connection.client_closed_at is not None
 
 
 async def test_node_status_and_server_info(server: EmcpServer, emulator: EdgeLakeEmulator) -> None:

@@ -163,6 +163,11 @@ async def policy_children(call: ToolCall, args: dict[str, Any]) -> dict[str, Any
     return {"policies": [p for p in found if p.get("parent") == args["id"]]}
 
 
+async def edgelake_help(call: ToolCall, args: dict[str, Any]) -> dict[str, Any]:
+    command = args.get("command", "")
+    return {"command": command, "help": await _network(call).help(command)}
+
+
 OPERATIONS: dict[str, Operation] = {
     "list_databases": list_databases,
     "list_tables": list_tables,
@@ -178,4 +183,5 @@ OPERATIONS: dict[str, Operation] = {
     "policies": policies,
     "root_policies": root_policies,
     "policy_children": policy_children,
+    "help": edgelake_help,
 }

@@ -30,9 +30,9 @@ SYSTEM_COLUMNS = frozenset({"row_id", "insert_timestamp", "tsd_name", "tsd_id"})
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:@-")
 
 
-def plain_word(value: object, what: str) -> str:
-    """A value EdgeLake's command syntax takes as is; anything else is refused, never escaped by guesswork."""
-    text = str(value).lower() if isinstance(value, bool) else str(value)
+def plain_word(value: str, what: str) -> str:
+    """A name EdgeLake's command syntax takes as is; anything else is refused, never escaped by guesswork."""
+    text = str(value)
     if not text or not set(text) <= _PLAIN:
         raise SourceError(
             "bad_request",
@@ -40,6 +40,21 @@ def plain_word(value: object, what: str) -> str:
             hint="use letters, digits and _ . : @ - only",
         )
     return text
+
+
+def filter_value(value: object) -> str:
+    """A `where` value: plain words as they are, text with spaces in double quotes, as EdgeLake's
+    documentation writes `company="New Company"`; a value holding a double quote cannot be written."""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    if text and set(text) <= _PLAIN:
+        return text
+    if not text or '"' in text or not text.isprintable():
+        raise SourceError(
+            "bad_request",
+            f"the value {text!r} cannot be sent to EdgeLake in a policy filter",
+            hint="filter on values without double quotes or control characters",
+        )
+    return f'"{text}"'
 
 
 class EdgeLakeSource(Source):
@@ -149,7 +164,7 @@ class EdgeLakeSource(Source):
         kind = plain_word(policy_type, "policy type")
         command = f"blockchain get {kind}"
         if where:
-            filters = " and ".join(f"{plain_word(k, 'attribute')} = {plain_word(v, 'value')}" for k, v in where.items())
+            filters = " and ".join(f"{plain_word(k, 'attribute')} = {filter_value(v)}" for k, v in where.items())
             command += f" where {filters}"
         found = await self._json(command)
         return [
@@ -182,6 +197,11 @@ class EdgeLakeSource(Source):
         for kind in policy_types:
             found.extend(await self.policies(kind))
         return found
+
+    async def help(self, command: str) -> str:
+        """EdgeLake's own help text (`help` is a GET command, as EdgeLake's REST documentation lists it)."""
+        reply = await self.client.get(f"help {command}".strip())
+        return reply.body.decode("latin-1")
 
     def statistics(self) -> QueryStatistics:
         return self._stats
