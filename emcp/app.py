@@ -8,6 +8,8 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from emcp.blocks.download import add_download_route
+from emcp.blocks.stream import ResultStore
 from emcp.nursery import SessionRegistry
 from emcp.settings import Settings
 from emcp.transport.http_errors import http_exception_to_json, json_error
@@ -16,7 +18,7 @@ from emcp.transport.sse import add_sse_routes
 logger = logging.getLogger(__name__)
 
 
-def create_app(registry: SessionRegistry, settings: Settings) -> QuartTrio:
+def create_app(registry: SessionRegistry, results: ResultStore, settings: Settings) -> QuartTrio:
     app = QuartTrio("emcp")
     app.config["MAX_CONTENT_LENGTH"] = settings.http.max_body_bytes
     app.register_error_handler(HTTPException, http_exception_to_json)
@@ -27,4 +29,5 @@ def create_app(registry: SessionRegistry, settings: Settings) -> QuartTrio:
         return json_error(500, "internal_error", "the server failed to handle this request; it has been logged")
 
     add_sse_routes(app, registry, settings)
+    add_download_route(app, results)
     return app

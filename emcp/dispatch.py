@@ -8,6 +8,7 @@ metadata (`ctx.request` is the emcp `Session`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
@@ -20,10 +21,11 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
 from emcp import __version__
+from emcp.blocks.stream import NDJSON, ResultStore, StreamError
 from emcp.nursery.session import ServeMcp, Session
 from emcp.settings import Settings
 from emcp.sources.base import Source
-from emcp.tools.context import ToolCall
+from emcp.tools.context import Results, ToolCall
 from emcp.tools.spec import ToolSpec
 from emcp.tools.toolset import ToolSet
 
@@ -34,9 +36,23 @@ INSTRUCTIONS = (
 )
 
 
+# MCP's code for a resource that does not exist (not among JSON-RPC's reserved ones).
+RESOURCE_NOT_FOUND = -32002
+_BLOCK_URI = re.compile(r"emcp://results/([0-9a-f]{32})/(\d+)")
+
+
 def build_mcp_server(
-    toolset: ToolSet, source: Source, settings: Settings, server_statistics: Callable[[], dict[str, Any]]
+    toolset: ToolSet,
+    source: Source,
+    settings: Settings,
+    results: ResultStore,
+    server_statistics: Callable[[], dict[str, Any]],
 ) -> Server[Any]:
+    def results_for(session: Session | None) -> Results | None:
+        if session is None or not settings.blocks.enabled:
+            return None
+        return Results(store=results, owner=session.id, nursery=session.nursery, settings=settings.blocks)
+
     async def on_list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
@@ -60,9 +76,73 @@ def build_mcp_server(
                 tool_names=toolset.names,
                 report_progress=ctx.session.report_progress,
                 track_query=session.track_query if session is not None else nullcontext,
+                results=results_for(session),
             )
 
         return await toolset.call(params.name, params.arguments, make_call)
+
+    async def on_list_resources(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        """The next unread block of each of the session's open results."""
+        session = ctx.request if isinstance(ctx.request, Session) else None
+        owned = [s for s in results.streams() if session is not None and s.owner == session.id]
+        return types.ListResourcesResult(
+            resources=[
+                types.Resource(
+                    name=f"result-{s.handle}-{s.blocks_read}",
+                    uri=f"emcp://results/{s.handle}/{s.blocks_read}",
+                    mime_type=NDJSON,
+                    description=f"The next unread block of result {s.handle}",
+                )
+                for s in owned
+            ]
+        )
+
+    async def on_list_resource_templates(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(
+            resource_templates=[
+                types.ResourceTemplate(
+                    name="result-block",
+                    title="A block of a large query result",
+                    uri_template="emcp://results/{handle}/{n}",
+                    mime_type=NDJSON,
+                    description=(
+                        "Block n of the result a query returned as `result.handle`: NDJSON, block 0 starting "
+                        'with a {"columns": [...]} line, then one JSON array per row. Read in order from 0.'
+                    ),
+                )
+            ]
+        )
+
+    async def on_read_resource(
+        ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        uri = str(params.uri)
+        session = ctx.request if isinstance(ctx.request, Session) else None
+        match = _BLOCK_URI.fullmatch(uri)
+        stream = results.get(match[1], session.id) if match and session is not None else None
+        if match is None or stream is None:
+            raise MCPError(code=RESOURCE_NOT_FOUND, message=f"Resource not found: {uri}", data={"uri": uri})
+        try:
+            block = await stream.read(int(match[2]), ctx.session.report_progress)
+        except StreamError as exc:
+            raise MCPError(
+                code=types.INVALID_PARAMS, message=exc.message, data={"uri": uri, "code": exc.code}
+            ) from None
+        last = None if stream.total_blocks is None else block.index == stream.total_blocks - 1
+        return types.ReadResourceResult(
+            contents=[
+                types.TextResourceContents(
+                    uri=uri,
+                    mime_type=NDJSON,
+                    text=block.data.decode(),
+                    _meta={"emcp/rows": block.rows, "emcp/first_row": block.first_row, "emcp/last": last},
+                )
+            ]
+        )
 
     return Server(
         "emcp",
@@ -71,6 +151,9 @@ def build_mcp_server(
         instructions=INSTRUCTIONS,
         on_list_tools=on_list_tools,
         on_call_tool=on_call_tool,
+        on_list_resources=on_list_resources,
+        on_list_resource_templates=on_list_resource_templates,
+        on_read_resource=on_read_resource,
     )
 
 

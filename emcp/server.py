@@ -23,6 +23,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
 from emcp.app import create_app
+from emcp.blocks.stream import ResultStore
 from emcp.dispatch import build_mcp_server, session_runner
 from emcp.nursery import SessionRegistry, open_session_registry
 from emcp.settings import Settings
@@ -41,6 +42,7 @@ class EmcpServer:
         self.settings = settings
         self.source = source
         self.toolset = toolset
+        self.results = ResultStore(settings.blocks)
         self.registry: SessionRegistry
         self.urls: list[str] = []
         self.started_at = time.time()
@@ -58,6 +60,7 @@ class EmcpServer:
             "uptime_s": round(time.time() - self.started_at, 3),
             **asdict(self.registry.statistics()),
             **self.source.statistics().snapshot(),
+            **self.results.statistics(),
         }
 
 
@@ -77,10 +80,10 @@ async def open_server(settings: Settings) -> AsyncIterator[EmcpServer]:
     source = await open_source(settings)
     try:
         server = EmcpServer(settings, source, ToolSet.load(settings, source))
-        mcp_server = build_mcp_server(server.toolset, source, settings, server.statistics)
+        mcp_server = build_mcp_server(server.toolset, source, settings, server.results, server.statistics)
         async with open_session_registry(settings.sessions, session_runner(mcp_server)) as registry:
             server.registry = registry
-            app = create_app(registry, settings)
+            app = create_app(registry, server.results, settings)
             stop_listening = trio.Event()
             async with trio.open_nursery() as nursery:
                 server.urls = await nursery.start(

@@ -67,6 +67,25 @@ class QuerySettings:
 
 
 @dataclass
+class BlocksSettings:
+    # Results larger than the inline budget stream as blocks; off = truncate with a hint.
+    enabled: bool = True
+    # Bytes of rows returned inline before a result goes to a block stream.
+    threshold: int = field(default=256 * 1024, metadata=AT_LEAST_ONE)
+    # Bytes of one encoded block, counted as it travels inside a JSON string, so a
+    # block stays under the SDK clients' 1 MiB limit on one SSE event.
+    size: int = field(default=512 * 1024, metadata=AT_LEAST_ONE)
+    # Blocks the producer may run ahead of the reader: memory per stream is about
+    # (window + 2) x size, whatever the result's size.
+    window: int = field(default=2, metadata=AT_LEAST_ONE)
+    # Seconds a stream may go unread before it is dropped (and its query stopped).
+    ttl: float = 300.0
+    # Open streams per session, and in the whole server.
+    max_per_session: int = field(default=8, metadata=AT_LEAST_ONE)
+    max_streams: int = field(default=1000, metadata=AT_LEAST_ONE)
+
+
+@dataclass
 class EdgeLakeSettings:
     # Seconds one call to a node may take (connect and reply head; then each read of a
     # streamed result). A dead peer stalls EdgeLake about 12 s whatever it is told.
@@ -88,6 +107,7 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
     query: QuerySettings = field(default_factory=QuerySettings)
+    blocks: BlocksSettings = field(default_factory=BlocksSettings)
     edgelake: EdgeLakeSettings = field(default_factory=EdgeLakeSettings)
     # Tools declared inline in the config file (same shape as tools.yaml entries).
     tools: list[dict[str, Any]] = field(default_factory=list)

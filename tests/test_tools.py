@@ -22,6 +22,8 @@ EXPECTED_TOOLS = {
     "sql",
     "node_status",
     "server_info",
+    "fetch_block",
+    "close_result",
 }
 
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from emcp.settings import QuerySettings
+import mcp_types as types
+import trio
+
+from emcp.settings import BlocksSettings, QuerySettings
 from emcp.sources.base import Source
 from emcp.tools.spec import ToolSpec
+
+if TYPE_CHECKING:
+    from emcp.blocks.stream import ResultStore
 
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 
@@ -24,8 +30,29 @@ class ToolFailure(Exception):
         self.hint = hint
 
 
+@dataclass
+class ToolOutput:
+    """A result with more than its structured content: its own text, or extra content blocks."""
+
+    structured: dict[str, Any]
+    #: The text content; None = the structured content as JSON.
+    text: str | None = None
+    extra: list[types.ContentBlock] = field(default_factory=list)
+
+
 async def _no_progress(progress: float, total: float | None, message: str | None) -> None:
     return None
+
+
+@dataclass
+class Results:
+    """Where a call's large result goes: the server's store, owned by the calling session."""
+
+    store: ResultStore
+    owner: str
+    #: The session's nursery: block producers outlive the call that started them, not the session.
+    nursery: trio.Nursery
+    settings: BlocksSettings
 
 
 @dataclass
@@ -39,3 +66,5 @@ class ToolCall:
     report_progress: Progress = _no_progress
     # Counts the call's source query against its session while it runs.
     track_query: Callable[[], AbstractContextManager[None]] = field(default=nullcontext)
+    # None when large results cannot stream (blocks disabled, or no session to own them).
+    results: Results | None = None

@@ -7,55 +7,145 @@ from collections.abc import Awaitable, Callable, Mapping
 from importlib import metadata
 from typing import Any
 
+import mcp_types as types
 import trio
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from emcp import __version__
+from emcp.blocks.stream import NDJSON, QueryRequest, ResultStream, StreamError, TooManyResults
 from emcp.sources.base import Column, Params
 from emcp.sources.edgelake.source import EdgeLakeSource
 from emcp.sql.build import build_select
 from emcp.sql.guard import check_select
-from emcp.tools.context import ToolCall, ToolFailure
+from emcp.tools.context import ToolCall, ToolFailure, ToolOutput
 from emcp.tools.results import collect_rows
 
-Operation = Callable[[ToolCall, dict[str, Any]], Awaitable[dict[str, Any]]]
+Operation = Callable[[ToolCall, dict[str, Any]], Awaitable[dict[str, Any] | ToolOutput]]
 
 
 def _column(column: Column) -> dict[str, Any]:
     return {"name": column.name, "type": column.type, "nullable": column.nullable, "primary_key": column.primary_key}
 
 
-async def run_query(call: ToolCall, database: str, sql: str, params: Params = ()) -> dict[str, Any]:
-    """Run checked SQL and shape its rows into the inline budget."""
+def _result_uri(handle: str, block: int | str) -> str:
+    return f"emcp://results/{handle}/{block}"
+
+
+async def run_query(call: ToolCall, database: str, sql: str, params: Params = ()) -> dict[str, Any] | ToolOutput:
+    """Run checked SQL: rows within the inline budget come back whole; a larger result comes back
+    as its first rows plus a handle to a block stream of the whole result, or, where no stream
+    can be had, truncated with a hint. Never cut silently."""
     settings = call.settings
     started = trio.current_time()
-    # Read at most one row past the inline cap: enough to know the result was cut.
-    batch_rows = min(settings.batch_rows, settings.max_inline_rows + 1)
-    with call.track_query():
-        async with call.source.open_query(database, sql, params, batch_rows=batch_rows) as stream:
-            result = await collect_rows(
-                stream,
-                max_rows=settings.max_inline_rows,
-                max_bytes=settings.max_inline_bytes,
-                progress=call.report_progress,
+    results = call.results
+    query = QueryRequest(
+        source=call.source,
+        database=database,
+        sql=sql,
+        params=params,
+        # Read at most one row past the inline cap before deciding: enough to know the result is larger.
+        batch_rows=min(settings.batch_rows, settings.max_inline_rows + 1),
+        max_inline_rows=settings.max_inline_rows,
+        max_inline_bytes=min(settings.max_inline_bytes, results.settings.threshold)
+        if results
+        else settings.max_inline_bytes,
+    )
+    stream: ResultStream | None = None
+    no_stream_hint = "large results cannot stream here (blocks are disabled)"
+    if results is not None:
+        try:
+            stream = results.store.create(results.owner)
+        except TooManyResults:
+            no_stream_hint = (
+                f"this session holds {results.settings.max_per_session} open results already; "
+                "close_result the ones you are done with"
             )
+    if stream is not None:
+        assert results is not None
+        inline = await results.nursery.start(stream.run, query, call.report_progress, call.track_query)
+    else:
+        with call.track_query():
+            async with call.source.open_query(database, sql, params, batch_rows=query.batch_rows) as rows:
+                inline = await collect_rows(
+                    rows,
+                    max_rows=query.max_inline_rows,
+                    max_bytes=query.max_inline_bytes,
+                    progress=call.report_progress,
+                )
     out: dict[str, Any] = {
         "database": database,
-        "columns": result.columns,
-        "rows": result.rows,
-        "row_count": len(result.rows),
-        "truncated": result.truncated,
+        "columns": inline.columns,
+        "rows": inline.rows,
+        "row_count": len(inline.rows),
+        "truncated": inline.truncated,
         "sql": sql,
         "elapsed_ms": round((trio.current_time() - started) * 1000, 3),
     }
-    if stream.statistics is not None:
-        out["statistics"] = stream.statistics
-    if result.truncated:
-        out["truncated_reason"] = (
-            f"{result.truncated_reason}; the first {len(result.rows)} rows are returned. "
-            "Narrow the query (where, limit) or aggregate it (group_by) to see the rest."
+    if inline.statistics is not None:
+        out["statistics"] = inline.statistics
+    if not inline.truncated:
+        return out
+    first = f"{inline.truncated_reason}; the first {len(inline.rows)} rows are returned."
+    if stream is None:
+        out["truncated_reason"] = f"{first} {no_stream_hint}: narrow the query (where, limit) or aggregate it."
+        return out
+    out["truncated_reason"] = (
+        f"{first} The whole result streams as blocks of NDJSON (a columns line, then one JSON array per row): "
+        f"read {_result_uri(stream.handle, 0)}, then /1, /2 ... with resources/read, or call fetch_block, "
+        "or GET download_url; call close_result when done. Or narrow the query or aggregate it."
+    )
+    out["result"] = {
+        "handle": stream.handle,
+        "block_uri_template": _result_uri(stream.handle, "{n}"),
+        "download_url": f"/mcp/results/{stream.handle}?token={stream.token}",
+        "blocks": stream.total_blocks,
+        "rows": stream.total_rows,
+    }
+    link = types.ResourceLink(
+        type="resource_link",
+        name=f"result-{stream.handle}-0",
+        title="The result's first block",
+        uri=_result_uri(stream.handle, 0),
+        mime_type=NDJSON,
+        description="Block 0 of the whole result; read blocks 1, 2 ... after it.",
+    )
+    return ToolOutput(out, extra=[link])
+
+
+def _stream(call: ToolCall, handle: str) -> ResultStream:
+    stream = call.results.store.get(handle, call.results.owner) if call.results else None
+    if stream is None:
+        raise ToolFailure(
+            "unknown_result",
+            f"no open result {handle!r} in this session",
+            "results expire when unread for a while, are closed by close_result and end with the session; "
+            "run the query again",
         )
-    return out
+    return stream
+
+
+async def fetch_block(call: ToolCall, args: dict[str, Any]) -> ToolOutput:
+    stream = _stream(call, args["handle"])
+    try:
+        block = await stream.read(args["block"], call.report_progress)
+    except StreamError as exc:
+        raise ToolFailure(exc.code, exc.message, "blocks are numbered from 0 and read in order") from None
+    last = None if stream.total_blocks is None else block.index == stream.total_blocks - 1
+    meta = {
+        "handle": stream.handle,
+        "block": block.index,
+        "rows": block.rows,
+        "first_row": block.first_row,
+        "last": last,
+        "next_block": None if last else block.index + 1,
+    }
+    return ToolOutput(meta, text=block.data.decode())
+
+
+async def close_result(call: ToolCall, args: dict[str, Any]) -> dict[str, Any]:
+    stream = _stream(call, args["handle"])
+    stream.close("closed by close_result")
+    return {"handle": stream.handle, "closed": True}
 
 
 async def list_databases(call: ToolCall, args: dict[str, Any]) -> dict[str, Any]:
@@ -184,4 +274,6 @@ OPERATIONS: dict[str, Operation] = {
     "root_policies": root_policies,
     "policy_children": policy_children,
     "help": edgelake_help,
+    "fetch_block": fetch_block,
+    "close_result": close_result,
 }

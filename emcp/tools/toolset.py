@@ -19,7 +19,7 @@ from jsonschema.validators import validator_for
 from emcp.settings import Settings
 from emcp.sources.base import Source, SourceError
 from emcp.sql.guard import SqlRejected, check_select
-from emcp.tools.context import ToolCall, ToolFailure
+from emcp.tools.context import ToolCall, ToolFailure, ToolOutput
 from emcp.tools.operations import OPERATIONS
 from emcp.tools.spec import ToolSpec, ToolSpecError, load_tool_specs
 
@@ -113,8 +113,9 @@ class ToolSet:
                 f"the call ran longer than {timeout:g} s and was stopped (its query was interrupted)",
                 "narrow the query (where, limit) or aggregate it",
             )
-        text = orjson.dumps(structured).decode()
+        output = structured if isinstance(structured, ToolOutput) else ToolOutput(structured)
+        text = output.text if output.text is not None else orjson.dumps(output.structured).decode()
         return types.CallToolResult(
-            content=[types.TextContent(type="text", text=text)],
-            structured_content=structured if spec.output_schema is not None else None,
+            content=[types.TextContent(type="text", text=text), *output.extra],
+            structured_content=output.structured if spec.output_schema is not None else None,
         )

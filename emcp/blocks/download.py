@@ -1,0 +1,66 @@
+"""`GET /mcp/results/{handle}`: a large result as one HTTP download, for programs.
+
+The body is the result's NDJSON document (a `{"columns": [...]}` line, then a
+JSON array per row) or, with `?format=csv`, CSV with a header row. Blocks are
+written as the reader's socket takes them, so the download pulls the producer
+along at the client's pace. The caller proves it owns the result with the
+download token from the tool result (`download_url`), or with the owning
+session's `Mcp-Session-Id`; anyone else gets 404. A download that ends early
+closes the result: its blocks cannot be read twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+
+import orjson
+from quart import Quart, Response, request
+
+from emcp.blocks.encoding import Block
+from emcp.blocks.stream import NDJSON, ResultStore, StreamError
+from emcp.transport.http_errors import json_error
+
+RESULTS_PATH = "/mcp/results"
+
+
+def csv_of(block: Block) -> bytes:
+    """A block's rows as CSV lines; the columns line of block 0 becomes the header row."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for line in block.data.splitlines():
+        value = orjson.loads(line)
+        writer.writerow(value["columns"] if isinstance(value, dict) else value)
+    return out.getvalue().encode()
+
+
+def add_download_route(app: Quart, store: ResultStore) -> None:
+    @app.get(f"{RESULTS_PATH}/<handle>")
+    async def download(handle: str) -> Response:
+        token = request.args.get("token")
+        session_id = request.headers.get("Mcp-Session-Id")
+        stream = store.get_with_token(handle, token) if token else store.get(handle, session_id) if session_id else None
+        if stream is None:
+            return json_error(404, "result_not_found", "no such result for this caller, or it has ended")
+        fmt = request.args.get("format", "ndjson")
+        if fmt not in ("ndjson", "csv"):
+            return json_error(400, "bad_format", "format must be ndjson (the default) or csv")
+        encode = csv_of if fmt == "csv" else (lambda block: block.data)
+
+        async def body() -> AsyncIterator[bytes]:
+            finished = False
+            try:
+                async for block in stream.remaining():
+                    yield encode(block)
+                finished = True
+            except StreamError:
+                # The result failed, expired or was closed mid-download: ending the body
+                # without the chunked terminator tells the client it is incomplete.
+                raise
+            finally:
+                stream.close("downloaded" if finished else "download ended early")
+
+        response = Response(body(), content_type=NDJSON if fmt == "ndjson" else "text/csv")
+        response.timeout = None  # a large download may take longer than Quart's 60 s
+        return response

@@ -1,0 +1,95 @@
+"""A result as one NDJSON document cut into blocks, without I/O.
+
+The document's first line is `{"columns": [...]}`, then one JSON array per
+row. Blocks are consecutive slices of it, cut at line ends, so concatenating
+the blocks gives the whole document, which is also what the HTTP download
+sends. A block's size is counted as the block will travel inside a JSON
+string (a `resources/read` result on an SSE stream): quotes, backslashes and
+line ends each take one byte more there. Keeping that count under the block
+size keeps every SSE event under the SDK clients' 1 MiB limit.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+NEWLINE = orjson.OPT_APPEND_NEWLINE
+
+
+def jsonable(value: Any) -> Any:
+    """SQLite BLOBs as base64 text: JSON has no bytes."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "base64:" + base64.b64encode(bytes(value)).decode()
+    return value
+
+
+def json_row(row: Sequence[Any]) -> bytes:
+    """One row as a JSON array line."""
+    try:
+        return orjson.dumps(row, option=NEWLINE)
+    except TypeError:
+        return orjson.dumps([jsonable(v) for v in row], option=NEWLINE)
+
+
+def header_line(columns: Sequence[str]) -> bytes:
+    return orjson.dumps({"columns": list(columns)}, option=NEWLINE)
+
+
+def escaped_size(line: bytes) -> int:
+    """Bytes `line` takes inside a JSON string: `"` and `\\` gain a backslash, `\\n` becomes `\\\\n`."""
+    return len(line) + line.count(b'"') + line.count(b"\\") + line.count(b"\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    index: int
+    data: bytes
+    #: Rows in this block (the header line is not a row).
+    rows: int
+    #: Index of the block's first row in the result.
+    first_row: int
+
+
+class BlockEncoder:
+    """Cuts rows into blocks of at most `size` escaped bytes; a single larger row gets a block of its own."""
+
+    def __init__(self, columns: Sequence[str], size: int) -> None:
+        self._size = size
+        self._lines: list[bytes] = [header_line(columns)]
+        self._pending = escaped_size(self._lines[0])
+        self._pending_rows = 0
+        self._next_index = 0
+        self._next_row = 0
+
+    def add(self, rows: Iterable[Sequence[Any]]) -> list[Block]:
+        """Encode `rows`; return the blocks they completed."""
+        done: list[Block] = []
+        for row in rows:
+            line = json_row(row)
+            cost = escaped_size(line)
+            if self._pending + cost > self._size and self._lines:
+                done.append(self._cut())
+            self._lines.append(line)
+            self._pending += cost
+            self._pending_rows += 1
+        return done
+
+    def finish(self) -> Block | None:
+        """The last, partial block (None when the rows ended exactly on a block boundary)."""
+        if not self._lines:
+            return None
+        return self._cut()
+
+    def _cut(self) -> Block:
+        block = Block(self._next_index, b"".join(self._lines), self._pending_rows, self._next_row)
+        self._next_index += 1
+        self._next_row += self._pending_rows
+        self._lines = []
+        self._pending = 0
+        self._pending_rows = 0
+        return block

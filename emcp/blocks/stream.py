@@ -1,0 +1,286 @@
+"""One large result: the producer that reads it, its window of encoded blocks, and its reader.
+
+The producer task lives in the nursery of the session that asked for the
+result. It runs the query, hands the first rows back to the tool call that
+started it (`nursery.start` returns them), then keeps encoding the rest into
+blocks and sending them through a channel that holds `window` blocks. When the
+reader stops, the channel fills, the producer waits in `send`, and the source
+is not read further: memory is bounded by the window, whatever the result's
+size. Closing the stream, its TTL, or the end of the session cancels the
+producer, which stops the source query.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import trio
+
+from emcp.blocks.encoding import Block, BlockEncoder
+from emcp.observe import Watch
+from emcp.settings import BlocksSettings
+from emcp.sources.base import Params, Source, SourceError
+from emcp.tools.results import InlineResult, collect_rows
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+
+NDJSON = "application/x-ndjson"
+
+
+class StreamError(Exception):
+    """A block that cannot be read; `code` and the message say why and what to do."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatistics:
+    handle: str
+    owner: str
+    blocks_produced: int
+    blocks_read: int
+    blocks_buffered: int
+    rows_produced: int
+    bytes_produced: int
+    done: bool
+    closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRequest:
+    """What the producer runs, and the inline budget it hands back first."""
+
+    source: Source
+    database: str
+    sql: str
+    params: Params
+    batch_rows: int
+    max_inline_rows: int
+    max_inline_bytes: int
+
+
+class ResultStream:
+    def __init__(self, owner: str, settings: BlocksSettings, store: ResultStore) -> None:
+        self.handle = secrets.token_hex(16)
+        #: A capability for the HTTP download, handed only to the session that owns the result.
+        self.token = secrets.token_urlsafe(16)
+        self.owner = owner
+        self._settings = settings
+        self._store = store
+        self._on_change = store.watch.changed
+        self._send, self._receive = trio.open_memory_channel[Block](settings.window)
+        self._scope = trio.CancelScope()
+        self._reading = trio.Lock()  # blocks go out in order: one reader at a time
+        self._last: Block | None = None
+        self.columns: list[str] = []
+        self.blocks_produced = 0
+        self.blocks_read = 0
+        self.rows_produced = 0
+        self.bytes_produced = 0
+        #: Set once the producer has read the whole result.
+        self.total_blocks: int | None = None
+        self.total_rows: int | None = None
+        self.error: str | None = None
+        self.close_reason = ""
+        self.closed = trio.Event()
+
+    # -- producer --------------------------------------------------------------
+
+    async def run(
+        self,
+        query: QueryRequest,
+        progress: Progress,
+        track_query: Callable[[], AbstractContextManager[None]],
+        *,
+        task_status: trio.TaskStatus[InlineResult],
+    ) -> None:
+        """Run the query; hand the inline part to the caller; stream the rest until read, closed or expired.
+
+        Errors before the hand-off propagate to the caller (the tool call
+        reports them); after it they are the stream's, reported to its reader.
+        """
+        started = False
+        try:
+            with self._scope, track_query():
+                async with query.source.open_query(
+                    query.database, query.sql, query.params, batch_rows=query.batch_rows
+                ) as rows:
+                    inline = await collect_rows(
+                        rows, max_rows=query.max_inline_rows, max_bytes=query.max_inline_bytes, progress=progress
+                    )
+                    self.columns = inline.columns
+                    started = True
+                    task_status.started(inline)
+                    if not inline.truncated:
+                        return
+                    self._touch()
+                    encoder = BlockEncoder(inline.columns, self._settings.size)
+                    await self._send_blocks(encoder.add(inline.rows))
+                    await self._send_blocks(encoder.add(inline.overflow))
+                    async for batch in rows:
+                        await self._send_blocks(encoder.add(batch))
+                    last = encoder.finish()
+                    await self._send_blocks([last] if last else [])
+                self.total_blocks, self.total_rows = self.blocks_produced, self.rows_produced
+                self._send.close()
+                self._on_change()
+                # Keep the last blocks (and the re-readable last one) until read to the end, closed or expired.
+                await trio.sleep_forever()
+        except SourceError as exc:
+            if not started:
+                raise
+            self.error = f"the query failed while streaming: {exc.message}"
+            logger.info("result %s: %s", self.handle, self.error)
+        finally:
+            if self._scope.cancelled_caught and not self.close_reason:
+                self.close_reason = "expired: it was not read for the TTL"
+            self._send.close()
+            self.closed.set()
+            self._store.discard(self)
+
+    async def _send_blocks(self, blocks: list[Block]) -> None:
+        for block in blocks:
+            await self._send.send(block)  # waits while the window is full: backpressure to the source
+            self.blocks_produced += 1
+            self.rows_produced += block.rows
+            self.bytes_produced += len(block.data)
+            self._on_change()
+
+    def _touch(self) -> None:
+        self._scope.deadline = trio.current_time() + self._settings.ttl if self._settings.ttl else math.inf
+
+    def close(self, reason: str) -> None:
+        """Stop the producer (and with it the source query) and drop the blocks. Sync and idempotent."""
+        if not self.close_reason:
+            self.close_reason = reason
+        self._scope.cancel()
+        self._receive.close()
+
+    # -- reader ----------------------------------------------------------------
+
+    async def read(self, n: int, progress: Progress | None = None) -> Block:
+        """Block `n`: the next one, the last one again (a retry), or one further ahead (skipping those between)."""
+        async with self._reading:
+            self._scope.deadline = math.inf  # a waiting reader is not idle
+            try:
+                if self._last is not None and n == self._last.index:
+                    return self._last
+                if n < self.blocks_read:
+                    raise StreamError(
+                        "block_gone",
+                        f"block {n} was read already; blocks are read in order and only the last one "
+                        f"({self.blocks_read - 1}) can be read again",
+                    )
+                while True:
+                    block = await self._next()
+                    if progress is not None:
+                        await progress(self.rows_produced, self.total_rows, f"{self.rows_produced} rows produced")
+                    if block.index == n:
+                        return block
+            finally:
+                if not self.closed.is_set():
+                    self._touch()
+
+    async def _next(self) -> Block:
+        try:
+            block = await self._receive.receive()
+        except trio.EndOfChannel:
+            if self.error:
+                raise StreamError("stream_failed", self.error) from None
+            # Read past the end: the reader is done with the result.
+            self.close("read to the end")
+            raise StreamError(
+                "no_such_block", f"the result has {self.total_blocks} blocks (0 to {self.total_blocks - 1})"
+            ) from None
+        except trio.ClosedResourceError:
+            raise StreamError("result_closed", f"the result was closed ({self.close_reason})") from None
+        self.blocks_read += 1
+        self._last = block
+        self._on_change()
+        return block
+
+    async def remaining(self) -> AsyncIterator[Block]:
+        """Every block not read yet, in order: the HTTP download."""
+        async with self._reading:
+            self._scope.deadline = math.inf
+            while True:
+                try:
+                    yield await self._next()
+                except StreamError as exc:
+                    if exc.code == "no_such_block":
+                        return
+                    raise
+
+    def statistics(self) -> StreamStatistics:
+        return StreamStatistics(
+            handle=self.handle,
+            owner=self.owner,
+            blocks_produced=self.blocks_produced,
+            blocks_read=self.blocks_read,
+            blocks_buffered=self._send.statistics().current_buffer_used,
+            rows_produced=self.rows_produced,
+            bytes_produced=self.bytes_produced,
+            done=self.total_blocks is not None,
+            closed=self.closed.is_set(),
+        )
+
+
+class TooManyResults(Exception):
+    """The session or the server holds its maximum of open result streams."""
+
+
+class ResultStore:
+    """Every open result stream of the server, by handle; a handle is only ever found for its owner."""
+
+    def __init__(self, settings: BlocksSettings) -> None:
+        self.settings = settings
+        self._streams: dict[str, ResultStream] = {}
+        self.watch = Watch()
+        self.opened = 0
+        self.bytes_streamed = 0
+
+    def create(self, owner: str) -> ResultStream:
+        owned = sum(1 for s in self._streams.values() if s.owner == owner)
+        if len(self._streams) >= self.settings.max_streams or owned >= self.settings.max_per_session:
+            raise TooManyResults
+        stream = ResultStream(owner, self.settings, self)
+        self._streams[stream.handle] = stream
+        self.opened += 1
+        return stream
+
+    def discard(self, stream: ResultStream) -> None:
+        if self._streams.pop(stream.handle, None) is not None:
+            self.bytes_streamed += stream.bytes_produced
+            self.watch.changed()
+
+    def get(self, handle: str, owner: str) -> ResultStream | None:
+        stream = self._streams.get(handle)
+        if stream is None or stream.owner != owner or stream.closed.is_set():
+            return None
+        return stream
+
+    def get_with_token(self, handle: str, token: str) -> ResultStream | None:
+        stream = self._streams.get(handle)
+        if stream is None or stream.closed.is_set() or not secrets.compare_digest(stream.token, token):
+            return None
+        return stream
+
+    def streams(self) -> list[ResultStream]:
+        return list(self._streams.values())
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "result_streams_open": len(self._streams),
+            "result_streams_opened": self.opened,
+            "result_bytes_streamed": self.bytes_streamed + sum(s.bytes_produced for s in self._streams.values()),
+        }
