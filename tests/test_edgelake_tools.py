@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx2
+import orjson
 import pytest
 import trio
 
@@ -267,13 +269,35 @@ async def test_every_node_down_is_a_clear_error(tmp_path: Path) -> None:
     assert "node_unreachable" in text and first.url in text and second.url in text
 
 
-async def test_large_result_is_truncated_and_the_stream_stopped(server: EmcpServer, emulator: EdgeLakeEmulator) -> None:
+async def test_large_result_streams_as_blocks_from_the_incremental_parse(
+    server: EmcpServer, emulator: EdgeLakeEmulator
+) -> None:
+    emulator.large_rows = 50_000
+    with trio.fail_after(60):
+        async with mcp_session(server) as session, httpx2.AsyncClient() as client:
+            result = await session.call_tool("sql", {"database": "new_company", "sql": "select * from sensor_large"})
+            out = result.structured_content
+            assert out["truncated"] is True and out["row_count"] == server.settings.query.max_inline_rows
+            response = await client.get(server.url + out["result"]["download_url"])
+    lines = response.content.splitlines()
+    assert orjson.loads(lines[0])["columns"][:4] == ["row_id", "insert_timestamp", "tsd_name", "tsd_id"]
+    rows = [orjson.loads(line) for line in lines[1:]]
+    assert len(rows) == 50_000
+    assert [row[0] for row in rows] == list(range(1, 50_001))
+    assert rows[: out["row_count"]] == out["rows"]
+
+
+async def test_closing_a_large_result_closes_the_node_connection(
+    server: EmcpServer, emulator: EdgeLakeEmulator
+) -> None:
     emulator.large_rows = 1_000_000
     with trio.fail_after(30):
-        out = await _call(server, "sql", {"database": "new_company", "sql": "select * from sensor_large"})
-        (connection,) = [c for c in emulator.connections if c.command and "sensor_large" in c.command]
-        await connection.closed.wait()
-    assert out["truncated"] is True and out["row_count"] == server.settings.query.max_inline_rows
+        async with mcp_session(server) as session:
+            result = await session.call_tool("sql", {"database": "new_company", "sql": "select * from sensor_large"})
+            handle = result.structured_content["result"]["handle"]
+            (connection,) = [c for c in emulator.connections if c.command and "sensor_large" in c.command]
+            await session.call_tool("close_result", {"handle": handle})
+            await connection.closed.wait()
     assert connection.client_closed_at is not None  # emcp hung up instead of reading a million rows
     assert connection.bytes_sent < 50 * 1024 * 1024
 

@@ -165,6 +165,7 @@ class ResultStream:
             self.close_reason = reason
         self._scope.cancel()
         self._receive.close()
+        self._store.discard(self)  # gone for callers at once, even before the producer has unwound
 
     # -- reader ----------------------------------------------------------------
 
