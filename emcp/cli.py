@@ -11,6 +11,7 @@ from pathlib import Path
 import trio
 
 from emcp import __version__
+from emcp.export import ExportError, ExportRequest, export
 from emcp.server import open_server
 from emcp.settings import Settings, SettingsError, load_settings
 from emcp.sources.base import SourceError
@@ -28,7 +29,37 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="a YAML config file (settings and your own tools)")
     serve.add_argument("--data-dir", type=Path, help="where the demo data is generated")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    export = commands.add_parser("export", help="run a query on a running emcp server and write the whole result")
+    export.add_argument("--url", default="http://127.0.0.1:8765/mcp/sse", help="the server's SSE endpoint")
+    export.add_argument("--database", required=True)
+    what = export.add_mutually_exclusive_group(required=True)
+    what.add_argument("--sql", help="one read-only SELECT")
+    what.add_argument("--table", help="a table to read (with --where and --limit)")
+    export.add_argument("--where", help="with --table: a boolean expression over its columns")
+    export.add_argument("--limit", type=int, default=2**31 - 1, help="with --table: at most this many rows")
+    export.add_argument("--output", "-o", type=Path, required=True)
+    export.add_argument("--format", choices=["ndjson", "csv"], default="ndjson")
     return parser
+
+
+def _export(args: argparse.Namespace) -> int:
+    request = ExportRequest(
+        url=args.url,
+        database=args.database,
+        output=args.output,
+        format=args.format,
+        sql=args.sql,
+        table=args.table,
+        where=args.where,
+        limit=args.limit,
+    )
+    try:
+        progress = trio.run(export, request)
+    except (ExportError, OSError) as exc:
+        print(f"emcp export: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {progress.rows:,} rows to {args.output}", file=sys.stderr)
+    return 0
 
 
 async def _serve_until_signal(settings: Settings) -> None:
@@ -43,6 +74,8 @@ async def _serve_until_signal(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "export":
+        return _export(args)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(

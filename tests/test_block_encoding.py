@@ -6,7 +6,7 @@ import json
 
 import orjson
 
-from emcp.blocks.download import csv_of
+from emcp.blocks.download import csv_lines
 from emcp.blocks.encoding import Block, BlockEncoder, escaped_size
 
 ROWS = [[i, f"dev-{i % 7}", i * 0.5, 'q"uote\\back\nline' if i % 5 == 0 else None] for i in range(5000)]
@@ -48,7 +48,7 @@ def test_a_row_larger_than_a_block_gets_a_block_of_its_own() -> None:
 
 
 def test_csv_of_blocks() -> None:
-    text = b"".join(csv_of(b) for b in _blocks(4096)).decode()
+    text = b"".join(csv_lines(b.data) for b in _blocks(4096)).decode()
     lines = text.split("\n")
     assert lines[0] == "id,device,value,note"
     assert lines[1] == '0,dev-0,0.0,"q""uote\\back'  # the quoted field goes on over its line break

@@ -18,18 +18,17 @@ from collections.abc import AsyncIterator
 import orjson
 from quart import Quart, Response, request
 
-from emcp.blocks.encoding import Block
 from emcp.blocks.stream import NDJSON, ResultStore, StreamError
 from emcp.transport.http_errors import json_error
 
 RESULTS_PATH = "/mcp/results"
 
 
-def csv_of(block: Block) -> bytes:
-    """A block's rows as CSV lines; the columns line of block 0 becomes the header row."""
+def csv_lines(ndjson: bytes) -> bytes:
+    """Complete NDJSON lines as CSV; the `{"columns": [...]}` line becomes the header row."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    for line in block.data.splitlines():
+    for line in ndjson.splitlines():
         value = orjson.loads(line)
         writer.writerow(value["columns"] if isinstance(value, dict) else value)
     return out.getvalue().encode()
@@ -46,7 +45,7 @@ def add_download_route(app: Quart, store: ResultStore) -> None:
         fmt = request.args.get("format", "ndjson")
         if fmt not in ("ndjson", "csv"):
             return json_error(400, "bad_format", "format must be ndjson (the default) or csv")
-        encode = csv_of if fmt == "csv" else (lambda block: block.data)
+        encode = (lambda block: csv_lines(block.data)) if fmt == "csv" else (lambda block: block.data)
 
         async def body() -> AsyncIterator[bytes]:
             finished = False
