@@ -1,0 +1,208 @@
+"""Figures for the block stream: a 1 GiB result via the HTTP download and via resources/read.
+
+    .venv/bin/python benchmarks/blocks.py [--copies 23] [--data-dir DIR]
+
+For each path: MB/s end to end and the server's peak RSS growth (sampled every
+50 ms from /proc), against a baseline that streams the same rows from the same
+SQLite source straight to a socket with no blocks (orjson per row, one
+send_all per batch) in a process of its own. The client side reads and
+discards, on a raw socket where it can, so the figures are the server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import trio
+from mcp import ClientSession
+from mcp.client.sse import sse_client
+
+from emcp.blocks.encoding import header_line, json_row
+from emcp.sources.demo import ensure_demo_data
+from emcp.sources.sqlite import SqliteSource
+
+
+def big_sql(copies: int) -> str:
+    return (
+        f"WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM k WHERE n < {copies}) "
+        "SELECT s.row_id, s.timestamp, s.device, s.value, s.unit, k.n FROM sensor AS s CROSS JOIN k"
+    )
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+class RssSampler:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.baseline = rss_kib(pid)
+        self.peak = self.baseline
+
+    async def run(self) -> None:
+        while True:
+            self.peak = max(self.peak, rss_kib(self.pid))
+            await trio.sleep(0.05)
+
+    @property
+    def growth_mib(self) -> float:
+        return (self.peak - self.baseline) / 1024
+
+
+async def spawn(argv: list[str], ready: bytes) -> tuple[trio.Process, bytes]:
+    process = await trio.lowlevel.open_process(argv, stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    seen = b""
+    while ready not in seen:
+        chunk = await process.stdout.receive_some()
+        if not chunk:
+            raise RuntimeError(f"{argv[:3]} exited: {seen.decode()}")
+        seen += chunk
+    return process, seen
+
+
+async def drain(host: str, port: int, request: bytes) -> int:
+    """Send `request`, read to EOF, return the bytes received (head and framing included)."""
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(request)
+    total = 0
+    while chunk := await stream.receive_some(1 << 20):
+        total += len(chunk)
+    await stream.aclose()
+    return total
+
+
+async def measure(label: str, pid: int, job: Callable[[], Awaitable[int]]) -> tuple[float, int]:
+    sampler = RssSampler(pid)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sampler.run)
+        started = time.perf_counter()
+        size = await job()
+        elapsed = time.perf_counter() - started
+        nursery.cancel_scope.cancel()
+    rate = size / elapsed / 1e6
+    print(
+        f"{label:<34} {size / 2**30:6.2f} GiB in {elapsed:6.1f} s = {rate:7.1f} MB/s   "
+        f"server RSS growth {sampler.growth_mib:6.1f} MiB"
+    )
+    return elapsed, size
+
+
+# -- the baseline: the same rows, straight from the source to a socket -------------
+
+
+async def serve_baseline(data_dir: Path, copies: int) -> None:
+    source = SqliteSource(data_dir)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.receive_some()  # any request starts the stream
+            async with source.open_query("new_company", big_sql(copies), batch_rows=1000) as rows:
+                first = True
+                async for batch in rows:
+                    data = b"".join(json_row(row) for row in batch)
+                    if first:
+                        data = header_line(rows.columns) + data
+                        first = False
+                    await stream.send_all(data)
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    print(f"baseline listening on {listeners[0].socket.getsockname()[1]}", flush=True)
+    await trio.serve_listeners(handle, listeners)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--copies", type=int, default=23, help="copies of the sensor table (23 = about 1.1 GB)")
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "emcp-bench-data")
+    parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    ensure_demo_data(args.data_dir)
+    if args.serve_baseline:
+        await serve_baseline(args.data_dir, args.copies)
+        return
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}; result: sensor x {args.copies}")
+
+    baseline, seen = await spawn(
+        [sys.executable, __file__, "--serve-baseline", "--copies", str(args.copies), "--data-dir", str(args.data_dir)],
+        b"\n",
+    )
+    port = int(re.search(rb"listening on (\d+)", seen).group(1))  # type: ignore[union-attr]
+    base_time, base_size = await measure(
+        "baseline (source -> socket)", baseline.pid, lambda: drain("127.0.0.1", port, b"go")
+    )
+    baseline.kill()
+    await baseline.wait()
+
+    server, seen = await spawn(
+        [
+            sys.executable,
+            "-m",
+            "emcp",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(args.data_dir),
+            "--log-level",
+            "ERROR",
+        ],
+        b"/mcp/sse\n",
+    )
+    url = re.search(rb"(http://\S+/mcp/sse)", seen).group(1).decode()  # type: ignore[union-attr]
+    host, port_text = re.match(r"http://([^:/]+):(\d+)", url).groups()  # type: ignore[union-attr]
+    try:
+        async with sse_client(url) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+
+            async def start() -> dict:
+                result = await session.call_tool("sql", {"database": "new_company", "sql": big_sql(args.copies)})
+                assert not result.is_error, result.content
+                return result.structured_content["result"]
+
+            result = await start()
+            request = f"GET {result['download_url']} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+            http_time, http_size = await measure(
+                "emcp HTTP download (blocks)", server.pid, lambda: drain(host, int(port_text), request)
+            )
+
+            result = await start()
+
+            async def read_blocks() -> int:
+                total, n = 0, 0
+                while True:
+                    try:
+                        read = await session.read_resource(f"emcp://results/{result['handle']}/{n}")
+                    except Exception:
+                        return total
+                    total += len(read.contents[0].text)
+                    n += 1
+
+            rr_time, _ = await measure("emcp resources/read over SSE", server.pid, read_blocks)
+    finally:
+        server.terminate()
+        await server.wait()
+
+    print(
+        f"HTTP download overhead against the baseline: {(http_time / base_time - 1) * 100:+.1f} % time "
+        f"({http_size / base_size:.3f} x the baseline's bytes, HTTP chunk framing included)"
+    )
+    print(
+        f"resources/read against the baseline: {(rr_time / base_time - 1) * 100:+.1f} % time "
+        "(includes the SDK client parsing every block)"
+    )
+
+
+if __name__ == "__main__":
+    trio.run(main)
