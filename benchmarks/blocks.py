@@ -5,7 +5,7 @@
 For each path: MB/s end to end and the server's peak RSS growth (sampled every
 50 ms from /proc), against a baseline that streams the same rows from the same
 SQLite source straight to a socket with no blocks (orjson per row, one
-send_all per batch) in a process of its own. The client side reads and
+send_all per batch, the same row encoder and batch size as emcp) in a process of its own. The client side reads and
 discards, on a raw socket where it can, so the figures are the server's.
 """
 
@@ -25,7 +25,7 @@ import trio
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 
-from emcp.blocks.encoding import header_line, json_row
+from emcp.blocks.encoding import header_line, json_rows
 from emcp.sources.demo import ensure_demo_data
 from emcp.sources.sqlite import SqliteSource
 
@@ -72,13 +72,22 @@ async def spawn(argv: list[str], ready: bytes) -> tuple[trio.Process, bytes]:
     return process, seen
 
 
-async def drain(host: str, port: int, request: bytes) -> int:
-    """Send `request`, read to EOF, return the bytes received (head and framing included)."""
+async def drain(host: str, port: int, request: bytes, end: bytes | None = None) -> int:
+    """Send `request`, read to EOF (or until the bytes end with `end`), return the bytes received.
+
+    `end` is for HTTP: hypercorn's trio worker under quart-trio does not close a connection
+    after a `Connection: close` response (the close is cancelled with the request's nursery),
+    so the end of the chunked body is the end of the download.
+    """
     stream = await trio.open_tcp_stream(host, port)
     await stream.send_all(request)
     total = 0
+    tail = b""
     while chunk := await stream.receive_some(1 << 20):
         total += len(chunk)
+        tail = (tail + chunk)[-8:]
+        if end is not None and tail.endswith(end):
+            break
     await stream.aclose()
     return total
 
@@ -111,7 +120,7 @@ async def serve_baseline(data_dir: Path, copies: int) -> None:
             async with source.open_query("new_company", big_sql(copies), batch_rows=1000) as rows:
                 first = True
                 async for batch in rows:
-                    data = b"".join(json_row(row) for row in batch)
+                    data = b"".join(json_rows(batch))
                     if first:
                         data = header_line(rows.columns) + data
                         first = False
@@ -173,8 +182,9 @@ async def main() -> None:
 
             result = await start()
             request = f"GET {result['download_url']} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+            end_of_chunks = b"\r\n0\r\n\r\n"
             http_time, http_size = await measure(
-                "emcp HTTP download (blocks)", server.pid, lambda: drain(host, int(port_text), request)
+                "emcp HTTP download (blocks)", server.pid, lambda: drain(host, int(port_text), request, end_of_chunks)
             )
 
             result = await start()

@@ -309,3 +309,22 @@ async def test_a_node_dying_mid_reply_is_an_error(server: EmcpServer, emulator: 
             result = await session.call_tool("sql", {"database": "new_company", "sql": "select * from sensor"})
     assert result.is_error
     assert emulator.url in result.content[0].text
+
+
+async def test_a_node_dying_mid_stream_fails_the_stream_for_its_reader(
+    server: EmcpServer, emulator: EdgeLakeEmulator
+) -> None:
+    emulator.large_rows = 20_000
+    emulator.fault = Fault.DEAD_MID_BODY  # half the rows, then the connection drops
+    with trio.fail_after(30):
+        async with mcp_session(server) as session:
+            result = await session.call_tool("sql", {"database": "new_company", "sql": "select * from sensor_large"})
+            handle = result.structured_content["result"]["handle"]
+            n = 0
+            while True:
+                fetched = await session.call_tool("fetch_block", {"handle": handle, "block": n})
+                if fetched.is_error:
+                    break
+                n += 1
+    text = fetched.content[0].text
+    assert n >= 1 and "stream_failed" in text and emulator.url in text

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 import orjson
 from quart import Quart, Response, request
 
-from emcp.blocks.stream import NDJSON, ResultStore, StreamError
+from emcp.blocks.stream import NDJSON, ResultStore
 from emcp.transport.http_errors import json_error
 
 RESULTS_PATH = "/mcp/results"
@@ -48,15 +48,14 @@ def add_download_route(app: Quart, store: ResultStore) -> None:
         encode = (lambda block: csv_lines(block.data)) if fmt == "csv" else (lambda block: block.data)
 
         async def body() -> AsyncIterator[bytes]:
+            # A StreamError (the result failed, expired or was closed mid-download) escapes:
+            # the body then ends without the chunked terminator, which tells the client the
+            # download is incomplete.
             finished = False
             try:
                 async for block in stream.remaining():
                     yield encode(block)
                 finished = True
-            except StreamError:
-                # The result failed, expired or was closed mid-download: ending the body
-                # without the chunked terminator tells the client it is incomplete.
-                raise
             finally:
                 stream.close("downloaded" if finished else "download ended early")
 

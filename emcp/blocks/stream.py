@@ -111,36 +111,42 @@ class ResultStream:
         """
         started = False
         try:
-            with self._scope, track_query():
-                async with query.source.open_query(
-                    query.database, query.sql, query.params, batch_rows=query.batch_rows
-                ) as rows:
-                    inline = await collect_rows(
-                        rows, max_rows=query.max_inline_rows, max_bytes=query.max_inline_bytes, progress=progress
-                    )
-                    self.columns = inline.columns
-                    started = True
-                    task_status.started(inline)
-                    if not inline.truncated:
-                        return
-                    self._touch()
-                    encoder = BlockEncoder(inline.columns, self._settings.size)
-                    await self._send_blocks(encoder.add(inline.rows))
-                    await self._send_blocks(encoder.add(inline.overflow))
-                    async for batch in rows:
-                        await self._send_blocks(encoder.add(batch))
-                    last = encoder.finish()
-                    await self._send_blocks([last] if last else [])
-                self.total_blocks, self.total_rows = self.blocks_produced, self.rows_produced
+            with self._scope:
+                try:
+                    with track_query():
+                        async with query.source.open_query(
+                            query.database, query.sql, query.params, batch_rows=query.batch_rows
+                        ) as rows:
+                            inline = await collect_rows(
+                                rows,
+                                max_rows=query.max_inline_rows,
+                                max_bytes=query.max_inline_bytes,
+                                progress=progress,
+                            )
+                            self.columns = inline.columns
+                            started = True
+                            task_status.started(inline)
+                            if not inline.truncated:
+                                return
+                            self._touch()
+                            encoder = BlockEncoder(inline.columns, self._settings.size)
+                            await self._send_blocks(encoder.add(inline.rows))
+                            await self._send_blocks(encoder.add(inline.overflow))
+                            async for batch in rows:
+                                await self._send_blocks(encoder.add(batch))
+                            last = encoder.finish()
+                            await self._send_blocks([last] if last else [])
+                    self.total_blocks, self.total_rows = self.blocks_produced, self.rows_produced
+                except SourceError as exc:
+                    if not started:
+                        raise
+                    # The reader gets the blocks already made, then this error.
+                    self.error = f"the query failed while streaming: {exc.message}"
+                    logger.info("result %s: %s", self.handle, self.error)
                 self._send.close()
                 self._on_change()
                 # Keep the last blocks (and the re-readable last one) until read to the end, closed or expired.
                 await trio.sleep_forever()
-        except SourceError as exc:
-            if not started:
-                raise
-            self.error = f"the query failed while streaming: {exc.message}"
-            logger.info("result %s: %s", self.handle, self.error)
         finally:
             if self._scope.cancelled_caught and not self.close_reason:
                 self.close_reason = "expired: it was not read for the TTL"
@@ -197,6 +203,7 @@ class ResultStream:
             block = await self._receive.receive()
         except trio.EndOfChannel:
             if self.error:
+                self.close("failed")
                 raise StreamError("stream_failed", self.error) from None
             # Read past the end: the reader is done with the result.
             self.close("read to the end")
