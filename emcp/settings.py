@@ -59,7 +59,8 @@ class QuerySettings:
     # truncated with an explicit flag and the count of rows read.
     max_inline_rows: int = field(default=1000, metadata=AT_LEAST_ONE)
     max_inline_bytes: int = 256 * 1024
-    batch_rows: int = field(default=1000, metadata=AT_LEAST_ONE)
+    # Rows fetched per step of a query: each step is one worker-thread round trip.
+    batch_rows: int = field(default=4096, metadata=AT_LEAST_ONE)
     # Worker threads running SQLite statements at once, across all sessions.
     max_threads: int = field(default=8, metadata=AT_LEAST_ONE)
     # Seconds a tool call may run before it is cancelled (and its query interrupted); 0 = no limit.

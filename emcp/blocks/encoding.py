@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import base64
 import functools
+import operator
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -30,6 +33,8 @@ def jsonable(value: Any) -> Any:
 
 
 _dumps_line = functools.partial(orjson.dumps, option=NEWLINE)
+_quotes = operator.methodcaller("count", b'"')
+_backslashes = operator.methodcaller("count", b"\\")
 
 
 def json_row(row: Sequence[Any]) -> bytes:
@@ -52,9 +57,13 @@ def header_line(columns: Sequence[str]) -> bytes:
     return orjson.dumps({"columns": list(columns)}, option=NEWLINE)
 
 
-def escaped_size(line: bytes) -> int:
-    """Bytes `line` takes inside a JSON string: `"` and `\\` gain a backslash, `\\n` becomes `\\\\n`."""
-    return len(line) + line.count(b'"') + line.count(b"\\") + line.count(b"\n")
+def escaped_size(data: bytes, lines: int | None = None) -> int:
+    """Bytes `data` takes inside a JSON string: `"` and `\\` gain a backslash, `\\n` becomes `\\\\n`.
+
+    `lines`, when the caller knows how many line ends `data` holds, saves a pass over it.
+    """
+    newlines = data.count(b"\n") if lines is None else lines
+    return len(data) + data.count(b'"') + data.count(b"\\") + newlines
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,27 +90,40 @@ class BlockEncoder:
     def add(self, rows: Sequence[Sequence[Any]]) -> list[Block]:
         """Encode `rows`; return the blocks they completed.
 
-        A batch that fits the current block whole is accounted in one piece
-        (three C passes over its bytes); only a batch that crosses a block
-        boundary is cut line by line.
+        This is the hot loop of large results, so per-row work stays in C. A
+        batch goes into a block whole: when it does not fit the current block,
+        that block is cut first (so blocks run between the size less one batch
+        and the size). Only a batch larger than a block is split, where the
+        running sum of its lines' sizes passes the size (map, accumulate, bisect).
         """
         lines = json_rows(rows)
         chunk = b"".join(lines)
-        cost = escaped_size(chunk)
-        if self._pending + cost <= self._size:
-            self._lines.append(chunk)
-            self._pending += cost
-            self._pending_rows += len(lines)
-            return []
+        cost = escaped_size(chunk, len(lines))
         done: list[Block] = []
-        for line in lines:
-            cost = escaped_size(line)
-            if self._pending + cost > self._size and self._lines:
+        if self._pending + cost > self._size and self._pending_rows:
+            done.append(self._cut())
+        if self._pending + cost <= self._size:
+            self._take(chunk, cost, len(lines))
+            return done
+        while lines:
+            sizes = list(
+                accumulate(
+                    map(operator.add, map(len, lines), map(operator.add, map(_quotes, lines), map(_backslashes, lines)))
+                )
+            )
+            room = self._size - self._pending
+            # Line i ends at sizes[i] + i + 1 bytes: each line also has its newline escaped.
+            fit = max(1, bisect_right(range(len(lines)), room, key=lambda i: sizes[i] + i + 1))
+            self._take(b"".join(lines[:fit]), sizes[fit - 1] + fit, fit)
+            lines = lines[fit:]
+            if lines:
                 done.append(self._cut())
-            self._lines.append(line)
-            self._pending += cost
-            self._pending_rows += 1
         return done
+
+    def _take(self, data: bytes, cost: int, rows: int) -> None:
+        self._lines.append(data)
+        self._pending += cost
+        self._pending_rows += rows
 
     def finish(self) -> Block | None:
         """The last, partial block (None when the rows ended exactly on a block boundary)."""

@@ -38,18 +38,6 @@ async def run_query(call: ToolCall, database: str, sql: str, params: Params = ()
     settings = call.settings
     started = trio.current_time()
     results = call.results
-    query = QueryRequest(
-        source=call.source,
-        database=database,
-        sql=sql,
-        params=params,
-        # Read at most one row past the inline cap before deciding: enough to know the result is larger.
-        batch_rows=min(settings.batch_rows, settings.max_inline_rows + 1),
-        max_inline_rows=settings.max_inline_rows,
-        max_inline_bytes=min(settings.max_inline_bytes, results.settings.threshold)
-        if results
-        else settings.max_inline_bytes,
-    )
     stream: ResultStream | None = None
     no_stream_hint = "large results cannot stream here (blocks are disabled)"
     if results is not None:
@@ -60,6 +48,19 @@ async def run_query(call: ToolCall, database: str, sql: str, params: Params = ()
                 f"this session holds {results.settings.max_per_session} open results already; "
                 "close_result the ones you are done with"
             )
+    query = QueryRequest(
+        source=call.source,
+        database=database,
+        sql=sql,
+        params=params,
+        # Without a stream, read at most one row past the inline cap: enough to know the result is
+        # larger. A stream reads on anyway, in full batches.
+        batch_rows=settings.batch_rows if stream else min(settings.batch_rows, settings.max_inline_rows + 1),
+        max_inline_rows=settings.max_inline_rows,
+        max_inline_bytes=min(settings.max_inline_bytes, results.settings.threshold)
+        if results
+        else settings.max_inline_bytes,
+    )
     if stream is not None:
         assert results is not None
         inline = await results.nursery.start(stream.run, query, call.report_progress, call.track_query)
