@@ -91,6 +91,8 @@ class ResultStream:
         self.total_blocks: int | None = None
         self.total_rows: int | None = None
         self.error: str | None = None
+        #: False while the query is still deciding whether its result fits inline.
+        self.streaming = False
         self.close_reason = ""
         self.closed = trio.Event()
 
@@ -128,6 +130,8 @@ class ResultStream:
                             task_status.started(inline)
                             if not inline.truncated:
                                 return
+                            self.streaming = True
+                            self._store.opened += 1
                             self._touch()
                             encoder = BlockEncoder(inline.columns, self._settings.size)
                             await self._send_blocks(encoder.add(inline.rows))
@@ -258,12 +262,13 @@ class ResultStore:
         self.bytes_streamed = 0
 
     def create(self, owner: str) -> ResultStream:
-        owned = sum(1 for s in self._streams.values() if s.owner == owner)
-        if len(self._streams) >= self.settings.max_streams or owned >= self.settings.max_per_session:
+        """A stream for a query about to run; it counts against the limits once it really streams."""
+        streaming = self.streams()
+        owned = sum(1 for s in streaming if s.owner == owner)
+        if len(streaming) >= self.settings.max_streams or owned >= self.settings.max_per_session:
             raise TooManyResults
         stream = ResultStream(owner, self.settings, self)
         self._streams[stream.handle] = stream
-        self.opened += 1
         return stream
 
     def discard(self, stream: ResultStream) -> None:
@@ -284,11 +289,12 @@ class ResultStore:
         return stream
 
     def streams(self) -> list[ResultStream]:
-        return list(self._streams.values())
+        """The results streaming now (not the queries still deciding whether they fit inline)."""
+        return [s for s in self._streams.values() if s.streaming]
 
     def statistics(self) -> dict[str, int]:
         return {
-            "result_streams_open": len(self._streams),
+            "result_streams_open": len(self.streams()),
             "result_streams_opened": self.opened,
             "result_bytes_streamed": self.bytes_streamed + sum(s.bytes_produced for s in self._streams.values()),
         }
