@@ -14,6 +14,7 @@ from emcp.nursery import SessionRegistry
 from emcp.settings import Settings
 from emcp.transport.http_errors import http_exception_to_json, json_error
 from emcp.transport.sse import add_sse_routes
+from emcp.transport.websocket import add_websocket_route
 
 logger = logging.getLogger(__name__)
 
@@ -29,5 +30,6 @@ def create_app(registry: SessionRegistry, results: ResultStore, settings: Settin
         return json_error(500, "internal_error", "the server failed to handle this request; it has been logged")
 
     add_sse_routes(app, registry, settings)
+    add_websocket_route(app, registry, settings)
     add_download_route(app, results)
     return app

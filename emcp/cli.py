@@ -12,23 +12,35 @@ import trio
 
 from emcp import __version__
 from emcp.export import ExportError, ExportRequest, export
-from emcp.server import open_server
+from emcp.server import open_core, open_server
 from emcp.settings import Settings, SettingsError, load_settings
 from emcp.sources.base import SourceError
 from emcp.tools.spec import ToolSpecError
+from emcp.transport.stdio import open_stdio_streams, serve_stdio_session
+
+logger = logging.getLogger("emcp")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emcp", description="An MCP server for EdgeLake data, on Trio.")
     parser.add_argument("--version", action="version", version=f"emcp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve MCP over HTTP (SSE at /mcp/sse)")
+    # What every serving command takes: where the data is, the config file, logging.
+    serving = argparse.ArgumentParser(add_help=False)
+    serving.add_argument(
+        "--source",
+        help="sqlite:PATH (a SQLite file or a directory of them) or edgelake:http://HOST:PORT[,...]; "
+        "default: the demo data",
+    )
+    serving.add_argument("--config", type=Path, help="a YAML config file (settings and your own tools)")
+    serving.add_argument("--data-dir", type=Path, help="where the demo data is generated")
+    serving.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve = commands.add_parser("serve", parents=[serving], help="serve MCP over HTTP (SSE, WebSocket)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8765; 0 picks a free one)")
-    serve.add_argument("--source", help="sqlite:PATH (a file or a directory of SQLite files); default: the demo data")
-    serve.add_argument("--config", type=Path, help="a YAML config file (settings and your own tools)")
-    serve.add_argument("--data-dir", type=Path, help="where the demo data is generated")
-    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands.add_parser(
+        "stdio", parents=[serving], help="serve one MCP session on stdin/stdout (for clients that spawn emcp)"
+    )
     export = commands.add_parser("export", help="run a query on a running emcp server and write the whole result")
     export.add_argument("--url", default="http://127.0.0.1:8765/mcp/sse", help="the server's SSE endpoint")
     export.add_argument("--database", required=True)
@@ -67,21 +79,53 @@ async def _serve_until_signal(settings: Settings) -> None:
         async with open_server(settings) as server:
             print(f"emcp {__version__} serving {server.source.kind} data", flush=True)
             print(f"  SSE endpoint (protocol 2024-11-05): {server.sse_url}", flush=True)
+            print(f"  WebSocket (subprotocol mcp): {server.ws_url}", flush=True)
             async for signum in signals:
                 print(f"{signal.Signals(signum).name}: shutting down gracefully", flush=True)
                 break
+
+
+async def _stdio_until_signal(settings: Settings) -> None:
+    """Serve one session on stdin/stdout until input ends or SIGINT/SIGTERM; either way, exit cleanly.
+
+    stdout carries only protocol lines, so nothing here prints: logs go to stderr.
+    """
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_core(settings) as server, trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    logger.info("%s: closing the stdio session", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on_signal)
+            receive, send = open_stdio_streams()
+            async with receive, send:
+                await serve_stdio_session(server.registry, settings, receive, send)
+            nursery.cancel_scope.cancel()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "export":
         return _export(args)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Explicitly stderr: under `emcp stdio`, stdout is the protocol stream.
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     try:
-        settings = load_settings(
-            args.config, http__host=args.host, http__port=args.port, source=args.source, data_dir=args.data_dir
-        )
-        trio.run(_serve_until_signal, settings)
+        if args.command == "stdio":
+            # The client owns the process and ends the session by closing stdin;
+            # an idle timeout would only kill the server under a quiet client.
+            settings = load_settings(
+                args.config, source=args.source, data_dir=args.data_dir, sessions__idle_timeout=0.0
+            )
+            trio.run(_stdio_until_signal, settings)
+        else:
+            settings = load_settings(
+                args.config, http__host=args.host, http__port=args.port, source=args.source, data_dir=args.data_dir
+            )
+            trio.run(_serve_until_signal, settings)
     except (SettingsError, SourceError, ToolSpecError) as exc:
         print(f"emcp: {exc}", file=sys.stderr)
         return 2

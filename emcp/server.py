@@ -4,7 +4,8 @@
         print(server.sse_url)
     # drained and stopped here
 
-or `await nursery.start(emcp.serve, settings)`. Shutdown order: stop admitting
+or `await nursery.start(emcp.serve, settings)`. `open_core(settings)` is the same
+server without the HTTP listener (what `emcp stdio` runs on). Shutdown order: stop admitting
 sessions and stop listening, give in-flight requests the grace period, then
 cancel every session (which interrupts their queries), then release the source.
 """
@@ -31,6 +32,7 @@ from emcp.sources import open_source
 from emcp.sources.base import Source
 from emcp.tools.toolset import ToolSet
 from emcp.transport.sse import SSE_PATH
+from emcp.transport.websocket import WS_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,10 @@ class EmcpServer:
     def sse_url(self) -> str:
         return self.url + SSE_PATH
 
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.url.removeprefix("http") + WS_PATH
+
     def statistics(self) -> dict[str, Any]:
         return {
             "uptime_s": round(time.time() - self.started_at, 3),
@@ -70,36 +76,59 @@ def _hypercorn_config(settings: Settings) -> Config:
     config.bind = [f"[{host}]:{settings.http.port}" if ":" in host else f"{host}:{settings.http.port}"]
     config.backlog = settings.http.backlog
     config.graceful_timeout = settings.http.graceful_timeout
+    config.websocket_ping_interval = settings.http.ws_ping_interval or None  # 0 = no pings
+    config.websocket_max_message_size = settings.http.ws_max_message_bytes
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     return config
 
 
 @asynccontextmanager
-async def open_server(settings: Settings) -> AsyncIterator[EmcpServer]:
+async def open_core(settings: Settings) -> AsyncIterator[EmcpServer]:
+    """The server without a listener: source, tools, MCP dispatch and the session registry.
+
+    This is what every transport needs; `open_server` adds the HTTP listener on
+    top, and `emcp stdio` serves one session from it without binding a port.
+    On exit, sessions get the grace period for their in-flight requests, then
+    are cancelled (interrupting their queries), then the source is released.
+    `server.urls` stays empty.
+    """
     source = await open_source(settings)
     try:
         server = EmcpServer(settings, source, ToolSet.load(settings, source))
         mcp_server = build_mcp_server(server.toolset, source, settings, server.results, server.statistics)
         async with open_session_registry(settings.sessions, session_runner(mcp_server)) as registry:
             server.registry = registry
-            app = create_app(registry, server.results, settings)
-            stop_listening = trio.Event()
-            async with trio.open_nursery() as nursery:
-                server.urls = await nursery.start(
-                    lambda task_status: hypercorn_serve(
-                        app, _hypercorn_config(settings), shutdown_trigger=stop_listening.wait, task_status=task_status
-                    )
-                )
-                try:
-                    yield server
-                finally:
-                    stop_listening.set()
-                    with trio.CancelScope(shield=True):
-                        await registry.drain(settings.http.graceful_timeout)
+            try:
+                yield server
+            finally:
+                with trio.CancelScope(shield=True):
+                    await registry.drain(settings.http.graceful_timeout)
     finally:
         with trio.CancelScope(shield=True):
             await source.aclose()
+
+
+@asynccontextmanager
+async def open_server(settings: Settings) -> AsyncIterator[EmcpServer]:
+    """`open_core` plus the HTTP listener: bound and serving when the block starts."""
+    async with open_core(settings) as server:
+        app = create_app(server.registry, server.results, settings)
+        stop_listening = trio.Event()
+        async with trio.open_nursery() as nursery:
+            server.urls = await nursery.start(
+                lambda task_status: hypercorn_serve(
+                    app, _hypercorn_config(settings), shutdown_trigger=stop_listening.wait, task_status=task_status
+                )
+            )
+            try:
+                yield server
+            finally:
+                stop_listening.set()
+                # Drain while hypercorn is still waiting on its connections: ending the
+                # sessions is what ends their streams. open_core's own drain is then a no-op.
+                with trio.CancelScope(shield=True):
+                    await server.registry.drain(settings.http.graceful_timeout)
 
 
 async def serve(settings: Settings, *, task_status: trio.TaskStatus[EmcpServer] = trio.TASK_STATUS_IGNORED) -> None:

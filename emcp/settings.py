@@ -39,6 +39,10 @@ class HttpSettings:
     # Seconds that open connections get to finish after a shutdown trigger.
     graceful_timeout: float = 3.0
     backlog: int = field(default=4096, metadata=AT_LEAST_ONE)
+    # Seconds between WebSocket pings (hypercorn's keepalive on /mcp/ws): how a vanished peer is noticed.
+    ws_ping_interval: float = 20.0
+    # A WebSocket message larger than this closes the connection with 1009 (message too big).
+    ws_max_message_bytes: int = field(default=1024 * 1024, metadata=AT_LEAST_ONE)
 
 
 @dataclass

@@ -1,0 +1,144 @@
+"""WebSocket transport: `GET /mcp/ws`, subprotocol `mcp`, one JSON-RPC message per text frame.
+
+A connection is one session. A reader task feeds client frames to the
+session and a writer task sends its messages, so the two directions never
+wait on each other. Both stay bounded: the reader stops reading the socket
+while a request waits for an in-flight slot (TCP pushes back on the client),
+and a response's slot is freed only after its frame has been handed to the
+socket. Nothing a client sends ends the connection: a frame the server cannot
+take gets a JSON-RPC error frame and the connection goes on. Closing the
+socket ends the session; a session that ends on its own (idle timeout,
+shutdown) closes the socket with 1001.
+
+Ping/pong keepalive and the largest accepted message are hypercorn's job
+(`websocket_ping_interval`, `websocket_max_message_size`, set from
+`HttpSettings`); a message over the limit is closed with 1009 by hypercorn.
+"""
+
+from __future__ import annotations
+
+import orjson
+import trio
+from mcp.shared.message import SessionMessage
+from mcp_types import JSONRPCRequest, RequestId
+from quart import Quart, Response, websocket
+
+from emcp.nursery import DuplicateRequest, Overloaded, RegistryFull, Session, SessionClosed, SessionRegistry
+from emcp.settings import Settings
+from emcp.transport.http_errors import json_error
+from emcp.transport.intake import IntakeError, parse_message
+
+WS_PATH = "/mcp/ws"
+SUBPROTOCOL = "mcp"
+
+# JSON-RPC 2.0 error codes used on the wire.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+# Implementation-defined server error (the -32000..-32099 range): no in-flight slot freed up in time.
+TOO_MANY_IN_FLIGHT = -32000
+
+# Intake rejections that mean "not JSON at all" rather than "JSON, but not a JSON-RPC message".
+_PARSE_FAILURES = frozenset({"invalid_json", "empty_body"})
+
+# Close code for a session the server ended (idle timeout, shutdown): RFC 6455 "going away".
+GOING_AWAY = 1001
+
+
+def error_frame(request_id: RequestId | None, code: int, message: str, reason: str) -> str:
+    """A JSON-RPC error response as one text frame; `data.reason` is emcp's machine-readable code."""
+    error = {"code": code, "message": message, "data": {"reason": reason}}
+    return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}).decode()
+
+
+async def _read_frames(session: Session, settings: Settings) -> None:
+    """Hand each client frame to the session; answer the ones it cannot take with an error frame.
+
+    `session.submit` may wait for an in-flight slot; meanwhile no frame is read,
+    which is the backpressure a flooding client feels.
+    """
+    max_in_flight = settings.sessions.max_in_flight
+    while True:
+        data = await websocket.receive()
+        if not isinstance(data, str):
+            await websocket.send(
+                error_frame(None, PARSE_ERROR, "binary frames are not accepted; send JSON text frames", "binary_frame")
+            )
+            continue
+        try:
+            message = parse_message(data.encode())
+        except IntakeError as exc:
+            code = PARSE_ERROR if exc.code in _PARSE_FAILURES else INVALID_REQUEST
+            await websocket.send(error_frame(None, code, exc.message, exc.code))
+            continue
+        request_id = message.id if isinstance(message, JSONRPCRequest) else None
+        try:
+            await session.submit(message)
+        except SessionClosed:
+            return  # the writer sees it too and closes the socket
+        except DuplicateRequest:
+            await websocket.send(
+                error_frame(
+                    request_id,
+                    INVALID_REQUEST,
+                    "a request with this id is still in flight; use a new id",
+                    "duplicate_request_id",
+                )
+            )
+        except Overloaded:
+            await websocket.send(
+                error_frame(
+                    request_id,
+                    TOO_MANY_IN_FLIGHT,
+                    f"too many requests in flight: the session has {max_in_flight}; "
+                    "read their responses before sending more",
+                    "too_many_requests_in_flight",
+                )
+            )
+
+
+async def _write_frames(session: Session) -> None:
+    """Send the session's messages, one text frame each, until the session ends.
+
+    Returns when the session has ended on its own (idle timeout, shutdown).
+    Every send is awaited before the next, and a batch's slots are freed only
+    once all of it is written: a client that stops reading stalls its responses
+    in the socket, not in server memory.
+    """
+    while True:
+        try:
+            batch: list[SessionMessage] = await session.next_outbound()
+        except SessionClosed:
+            return
+        for item in batch:
+            await websocket.send(item.message.model_dump_json(by_alias=True, exclude_unset=True))
+        session.acknowledge(batch)
+
+
+def add_websocket_route(app: Quart, registry: SessionRegistry, settings: Settings) -> None:
+    @app.websocket(WS_PATH)
+    async def websocket_session() -> Response | None:
+        # Returning a response before accept() refuses the upgrade with that HTTP status.
+        if SUBPROTOCOL not in websocket.requested_subprotocols:
+            return json_error(
+                400,
+                "subprotocol_required",
+                f"offer the WebSocket subprotocol {SUBPROTOCOL!r} (Sec-WebSocket-Protocol: {SUBPROTOCOL})",
+            )
+        try:
+            session = await registry.open_session("websocket")
+        except RegistryFull:
+            return json_error(503, "too_many_sessions", "the server holds its maximum number of sessions; retry later")
+        try:
+            await websocket.accept(subprotocol=SUBPROTOCOL)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_read_frames, session, settings)
+                await _write_frames(session)
+                nursery.cancel_scope.cancel()
+            # The session ended on its own; a client that disconnects gets us cancelled instead.
+            # Its close reason is final once it has finished unwinding.
+            await session.closed.wait()
+            await websocket.close(GOING_AWAY, session.close_reason)
+        finally:
+            # Also reached when the client goes away (quart-trio cancels us): it ends the session.
+            session.close("client disconnected")
+        return None
