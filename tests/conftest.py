@@ -40,3 +40,9 @@ async def mcp_session(server: EmcpServer) -> AsyncIterator[ClientSession]:
 
 
 SLOW_SQL = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000000000) SELECT count(*) FROM n"
+
+
+async def wait_running(server: EmcpServer, n: int) -> None:
+    """Until `n` source queries run: the moment a test can cancel or disconnect mid-query."""
+    stats = server.source.statistics()
+    await stats.watch.wait_until(lambda: stats.running >= n)

@@ -11,7 +11,7 @@ import trio
 from mcp.shared.exceptions import MCPError
 
 from emcp import EmcpServer, Settings, open_server
-from tests.conftest import SLOW_SQL, mcp_session
+from tests.conftest import SLOW_SQL, mcp_session, wait_running
 from tests.rawsse import RawSse, open_raw_sse
 
 
@@ -52,11 +52,6 @@ async def test_fifty_sessions_at_once(server: EmcpServer) -> None:
     assert server.registry.statistics().sessions_opened == 50
 
 
-async def _wait_running(server: EmcpServer, n: int) -> None:
-    stats = server.source.statistics()
-    await stats.watch.wait_until(lambda: stats.running >= n)
-
-
 async def test_cancelled_notification_interrupts_the_query_and_session_goes_on(server: EmcpServer) -> None:
     stats = server.source.statistics()
     with trio.fail_after(30):
@@ -67,7 +62,7 @@ async def test_cancelled_notification_interrupts_the_query_and_session_goes_on(s
                 with trio.CancelScope() as call_scope:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(session.call_tool, "sql", slow)
-                        await _wait_running(server, 2)
+                        await wait_running(server, 2)
                         # Cancelling the caller makes the SDK client send notifications/cancelled.
                         call_scope.cancel()
                 await stats.watch.wait_until(lambda: stats.interrupted == 1)
@@ -99,7 +94,7 @@ async def test_disconnect_ends_session_tasks_and_queries_within_100ms(server: Em
             async with mcp_session(server) as session, trio.open_nursery() as nursery:
                 for _ in range(3):
                     nursery.start_soon(session.call_tool, "sql", {"database": "new_company", "sql": SLOW_SQL})
-                await _wait_running(server, 3)
+                await wait_running(server, 3)
                 (live,) = server.registry.sessions()
                 owned = _descendants(live.nursery)
                 assert len(owned) >= 4  # the dispatcher and the three request tasks at least
@@ -167,7 +162,7 @@ async def test_in_flight_limit_admits_after_a_cancel(settings: Settings) -> None
             slow = {"name": "sql", "arguments": {"database": "new_company", "sql": SLOW_SQL}}
             for i in (1, 2):
                 assert (await client.post(url, json=_rpc("tools/call", i, **slow))).status_code == 202
-            await _wait_running(server, 2)
+            await wait_running(server, 2)
             third = await client.post(url, json=_rpc("tools/call", 3, **slow))
             assert third.status_code == 429
             assert third.json()["error"]["code"] == "too_many_requests_in_flight"
@@ -269,7 +264,7 @@ async def test_graceful_shutdown_with_sessions_open(settings: Settings) -> None:
                 stats = server.source.statistics()
                 for _ in range(3):
                     clients.start_soon(hold_session_with_slow_query, server)
-                await _wait_running(server, 3)
+                await wait_running(server, 3)
             # open_server has drained: sessions ended, their queries interrupted, the port closed.
             assert stats.interrupted == 3 and stats.running == 0
             assert server.registry.statistics().sessions_open == 0

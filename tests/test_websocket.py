@@ -16,7 +16,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnec
 from emcp import EmcpServer, Settings, open_server
 from emcp.client import websocket_client
 from emcp.client.websocket import open_websocket
-from tests.conftest import SLOW_SQL
+from tests.conftest import SLOW_SQL, wait_running
 
 
 @asynccontextmanager
@@ -54,11 +54,6 @@ async def raw_session(server: EmcpServer) -> AsyncIterator[WebSocketConnection]:
         yield ws
 
 
-async def _wait_running(server: EmcpServer, n: int) -> None:
-    stats = server.source.statistics()
-    await stats.watch.wait_until(lambda: stats.running >= n)
-
-
 async def test_client_session_lists_queries_and_runs_twenty_calls_at_once(server: EmcpServer) -> None:
     results: dict[int, int] = {}
     with trio.fail_after(30):
@@ -91,7 +86,7 @@ async def test_cancelled_call_interrupts_the_query_and_session_goes_on(server: E
             with trio.CancelScope() as call_scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(session.call_tool, "sql", {"database": "new_company", "sql": SLOW_SQL})
-                    await _wait_running(server, 1)
+                    await wait_running(server, 1)
                     call_scope.cancel()  # the SDK client sends notifications/cancelled
             await stats.watch.wait_until(lambda: stats.interrupted == 1 and stats.running == 0)
             result = await session.call_tool("list_databases", {})
@@ -108,7 +103,7 @@ async def test_closing_the_socket_ends_the_session_and_its_queries(server: EmcpS
             async with ws_session(server) as session, trio.open_nursery() as nursery:
                 for _ in range(2):
                     nursery.start_soon(session.call_tool, "sql", {"database": "new_company", "sql": SLOW_SQL})
-                await _wait_running(server, 2)
+                await wait_running(server, 2)
                 (live,) = server.registry.sessions()
                 client_scope.cancel()  # leaves websocket_client: the socket closes
         await server.registry.watch.wait_until(lambda: server.registry.statistics().sessions_open == 0)
@@ -152,7 +147,7 @@ async def test_duplicate_and_overloaded_requests_get_error_frames_with_their_ids
             (live,) = server.registry.sessions()
             await server.registry.watch.wait_until(lambda: live.statistics().requests_in_flight == 0)
             await ws.send_message(orjson.dumps(_rpc("tools/call", 1, **slow)).decode())
-            await _wait_running(server, 1)
+            await wait_running(server, 1)
             await ws.send_message(orjson.dumps(_rpc("tools/call", 1, **slow)).decode())
             duplicate = await _receive(ws)
             assert duplicate["id"] == 1 and duplicate["error"]["code"] == -32600
