@@ -265,7 +265,7 @@ async def test_cancelled_notification_frees_the_slot_for_a_waiting_request(demo_
             # admission timeout passes, then the cancel is read and the query stops.
             refused = await out.response(3)
             assert refused["error"]["code"] == -32000
-            assert refused["error"]["data"]["code"] == "too_many_requests_in_flight"
+            assert refused["error"]["data"]["reason"] == "too_many_requests_in_flight"
             await stats.watch.wait_until(lambda: stats.interrupted == 1)
             await to_server.send_all(_line("ping", 4))
             assert (await out.response(4))["result"] == {}
@@ -277,7 +277,7 @@ async def test_a_line_over_the_limit_is_refused_and_skipped(demo_dir: Path) -> N
         async with memory_session(settings) as (_server, to_server, out):
             await to_server.send_all(b'{"jsonrpc": "2.0", "method": "x", "params": {"pad": "' + b"x" * 3000)
             error = await out.message()  # answered before the line even ends
-            assert error["id"] is None and error["error"]["data"]["code"] == "body_too_large"
+            assert error["id"] is None and error["error"]["data"]["reason"] == "body_too_large"
             await to_server.send_all(b"x" * 3000 + b'"}}\n')
             await _initialize(to_server, out)
             await to_server.send_all(_line("ping", 2))
@@ -293,7 +293,7 @@ async def test_duplicate_request_id_gets_an_error_for_that_id(settings: Settings
             await stats.watch.wait_until(lambda: stats.running == 1)
             await to_server.send_all(_line("tools/call", 2, **_SLOW))
             duplicate = await out.response(2)
-            assert duplicate["error"]["data"]["code"] == "duplicate_request_id"
+            assert duplicate["error"]["data"]["reason"] == "duplicate_request_id"
             await to_server.aclose()
 
 

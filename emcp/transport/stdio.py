@@ -20,21 +20,14 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 
-import orjson
 import trio
 from mcp.shared.message import SessionMessage
-from mcp_types import JSONRPCRequest, RequestId
 
-from emcp.nursery import DuplicateRequest, Overloaded, SessionClosed, SessionRegistry
+from emcp.nursery import SessionClosed, SessionRegistry
 from emcp.settings import Settings
-from emcp.transport.intake import IntakeError, parse_message
+from emcp.transport.frame_errors import refusal, take
 
 logger = logging.getLogger(__name__)
-
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-# JSON-RPC reserves -32000 … -32099 for server errors; this one means "retry later".
-SERVER_BUSY = -32000
 
 _READ_SIZE = 64 * 1024
 
@@ -45,12 +38,6 @@ def encode_lines(batch: list[SessionMessage]) -> bytes:
     Pydantic's JSON is compact (no raw newlines), so each message is exactly one line.
     """
     return b"".join(item.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n" for item in batch)
-
-
-def error_line(request_id: RequestId | None, code: int, message: str, reason: str) -> bytes:
-    """A JSON-RPC error response; `reason` is emcp's machine-readable code (as in HTTP error bodies)."""
-    error = {"code": code, "message": message, "data": {"code": reason}}
-    return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}) + b"\n"
 
 
 class LineSplitter:
@@ -117,39 +104,14 @@ async def serve_stdio_session(
         while data := await receive.receive_some(_READ_SIZE):
             for line in splitter.feed(data):
                 if line is None:
-                    await write(
-                        error_line(None, INVALID_REQUEST, f"the line is over {max_line} bytes", "body_too_large")
-                    )
+                    error = refusal("body_too_large", f"the line is over {max_line} bytes")
                 elif line.strip():  # blank lines carry nothing; skip them quietly
-                    await submit_line(line)
+                    error = await take(session, line, settings.sessions.max_in_flight)
+                else:
+                    error = None
+                if error is not None:
+                    await write(error + b"\n")
         session.close("end of input")
-
-    async def submit_line(line: bytes) -> None:
-        try:
-            message = parse_message(line)
-        except IntakeError as exc:
-            code = PARSE_ERROR if exc.code == "invalid_json" else INVALID_REQUEST
-            await write(error_line(None, code, exc.message, exc.code))
-            return
-        request_id = message.id if isinstance(message, JSONRPCRequest) else None
-        try:
-            await session.submit(message)
-        except DuplicateRequest:
-            await write(
-                error_line(
-                    request_id, INVALID_REQUEST, "a request with this id is still in flight", "duplicate_request_id"
-                )
-            )
-        except Overloaded:
-            await write(
-                error_line(
-                    request_id,
-                    SERVER_BUSY,
-                    f"the session has {settings.sessions.max_in_flight} requests in flight; "
-                    "read their responses before sending more",
-                    "too_many_requests_in_flight",
-                )
-            )
 
     async def write_output() -> None:
         while True:

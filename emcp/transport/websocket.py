@@ -17,83 +17,32 @@ Ping/pong keepalive and the largest accepted message are hypercorn's job
 
 from __future__ import annotations
 
-import orjson
 import trio
 from mcp.shared.message import SessionMessage
-from mcp_types import JSONRPCRequest, RequestId
 from quart import Quart, Response, websocket
 
-from emcp.nursery import DuplicateRequest, Overloaded, RegistryFull, Session, SessionClosed, SessionRegistry
+from emcp.nursery import RegistryFull, Session, SessionClosed, SessionRegistry
 from emcp.settings import Settings
+from emcp.transport.frame_errors import refusal, take
 from emcp.transport.http_errors import json_error
-from emcp.transport.intake import IntakeError, parse_message
 
 WS_PATH = "/mcp/ws"
 SUBPROTOCOL = "mcp"
-
-# JSON-RPC 2.0 error codes used on the wire.
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-# Implementation-defined server error (the -32000..-32099 range): no in-flight slot freed up in time.
-TOO_MANY_IN_FLIGHT = -32000
-
-# Intake rejections that mean "not JSON at all" rather than "JSON, but not a JSON-RPC message".
-_PARSE_FAILURES = frozenset({"invalid_json", "empty_body"})
 
 # Close code for a session the server ended (idle timeout, shutdown): RFC 6455 "going away".
 GOING_AWAY = 1001
 
 
-def error_frame(request_id: RequestId | None, code: int, message: str, reason: str) -> str:
-    """A JSON-RPC error response as one text frame; `data.reason` is emcp's machine-readable code."""
-    error = {"code": code, "message": message, "data": {"reason": reason}}
-    return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}).decode()
-
-
 async def _read_frames(session: Session, settings: Settings) -> None:
-    """Hand each client frame to the session; answer the ones it cannot take with an error frame.
-
-    `session.submit` may wait for an in-flight slot; meanwhile no frame is read,
-    which is the backpressure a flooding client feels.
-    """
-    max_in_flight = settings.sessions.max_in_flight
+    """Hand each client frame to the session; answer the ones it cannot take with an error frame."""
     while True:
         data = await websocket.receive()
-        if not isinstance(data, str):
-            await websocket.send(
-                error_frame(None, PARSE_ERROR, "binary frames are not accepted; send JSON text frames", "binary_frame")
-            )
-            continue
-        try:
-            message = parse_message(data.encode())
-        except IntakeError as exc:
-            code = PARSE_ERROR if exc.code in _PARSE_FAILURES else INVALID_REQUEST
-            await websocket.send(error_frame(None, code, exc.message, exc.code))
-            continue
-        request_id = message.id if isinstance(message, JSONRPCRequest) else None
-        try:
-            await session.submit(message)
-        except SessionClosed:
-            return  # the writer sees it too and closes the socket
-        except DuplicateRequest:
-            await websocket.send(
-                error_frame(
-                    request_id,
-                    INVALID_REQUEST,
-                    "a request with this id is still in flight; use a new id",
-                    "duplicate_request_id",
-                )
-            )
-        except Overloaded:
-            await websocket.send(
-                error_frame(
-                    request_id,
-                    TOO_MANY_IN_FLIGHT,
-                    f"too many requests in flight: the session has {max_in_flight}; "
-                    "read their responses before sending more",
-                    "too_many_requests_in_flight",
-                )
-            )
+        if isinstance(data, str):
+            error = await take(session, data.encode(), settings.sessions.max_in_flight)
+        else:
+            error = refusal("binary_frame", "binary frames are not accepted; send JSON text frames")
+        if error is not None:
+            await websocket.send(error.decode())
 
 
 async def _write_frames(session: Session) -> None:
