@@ -77,9 +77,7 @@ async def spawn(argv: list[str], ready: bytes) -> tuple[trio.Process, bytes]:
 async def drain(host: str, port: int, request: bytes, end: bytes | None = None) -> int:
     """Send `request`, read to EOF (or until the bytes end with `end`), return the bytes received.
 
-    `end` is for HTTP on a kept-alive connection: the end of the chunked body is the end of the
-    download. (`Connection: close` would not help: hypercorn's trio worker under quart-trio does
-    not close the connection after such a response; the close is cancelled with the request.)
+    `end` is for HTTP on a kept-alive connection: the end of the chunked body is the end of the download.
     """
     stream = await trio.open_tcp_stream(host, port)
     await stream.send_all(request)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import trio
+from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
 from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -19,6 +21,39 @@ from emcp.transport.websocket import add_websocket_route
 logger = logging.getLogger(__name__)
 
 
+# How long the last write of a response may take once shielded (see _FinishResponses).
+LAST_SEND_GRACE = 5.0
+
+
+class _FinishResponses:
+    """ASGI middleware: the last body message of a response is sent shielded, for a bounded time.
+
+    With hypercorn's trio worker under quart-trio, the connection close that a
+    `Connection: close` request asks for runs inside that last send; the
+    request's disconnect cancels quart-trio's nursery meanwhile, the close is
+    cancelled half way and the socket stays open until the client gives up.
+    Shielding only the final message (never a streaming one, whose sends must
+    stay cancellable) lets the close complete.
+    """
+
+    def __init__(self, app: ASGIFramework) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_finishing(message: ASGISendEvent) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + LAST_SEND_GRACE):
+                    await send(message)
+            else:
+                await send(message)
+
+        await self.app(scope, receive, send_finishing)
+
+
 def create_app(registry: SessionRegistry, results: ResultStore, settings: Settings) -> QuartTrio:
     app = QuartTrio("emcp")
     app.config["MAX_CONTENT_LENGTH"] = settings.http.max_body_bytes
@@ -29,6 +64,7 @@ def create_app(registry: SessionRegistry, results: ResultStore, settings: Settin
         logger.exception("unhandled error in a request handler", exc_info=exc)
         return json_error(500, "internal_error", "the server failed to handle this request; it has been logged")
 
+    app.asgi_app = _FinishResponses(app.asgi_app)
     add_sse_routes(app, registry, settings)
     add_websocket_route(app, registry, settings)
     add_download_route(app, results)

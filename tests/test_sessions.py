@@ -269,3 +269,19 @@ async def test_graceful_shutdown_with_sessions_open(settings: Settings) -> None:
             assert stats.interrupted == 3 and stats.running == 0
             assert server.registry.statistics().sessions_open == 0
     assert outcomes == ["Connection closed"] * 3
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
+async def test_connection_close_is_honoured(server: EmcpServer, version: str) -> None:
+    """hypercorn's close after a `Connection: close` response used to be cancelled with quart-trio's
+    request nursery, leaving the socket open; the client must see EOF."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(f"GET /nowhere {version}\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        received = b""
+        while chunk := await stream.receive_some():
+            received += chunk  # ends only when the server closes the connection
+        await stream.aclose()
+    assert received.startswith(b"HTTP/1.1 404")
+    assert received.endswith(b'"}}')
