@@ -46,6 +46,12 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class RssSampler:
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -94,16 +100,18 @@ async def drain(host: str, port: int, request: bytes, end: bytes | None = None) 
 
 async def measure(label: str, pid: int, job: Callable[[], Awaitable[int]]) -> tuple[float, int]:
     sampler = RssSampler(pid)
+    cpu_before = cpu_seconds(pid)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sampler.run)
         started = time.perf_counter()
         size = await job()
         elapsed = time.perf_counter() - started
         nursery.cancel_scope.cancel()
+    cpu = cpu_seconds(pid) - cpu_before
     rate = size / elapsed / 1e6
     print(
-        f"{label:<34} {size / 2**30:6.2f} GiB in {elapsed:6.1f} s = {rate:7.1f} MB/s   "
-        f"server RSS growth {sampler.growth_mib:6.1f} MiB"
+        f"{label:<30} {size / 2**30:5.2f} GiB in {elapsed:5.1f} s = {rate:6.1f} MB/s   "
+        f"server CPU {cpu:5.1f} s   server RSS growth {sampler.growth_mib:5.1f} MiB"
     )
     return elapsed, size
 
