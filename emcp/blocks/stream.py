@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import trio
 
 from emcp.blocks.encoding import Block, BlockEncoder
+from emcp.errors import ActionableError
 from emcp.observe import Watch
 from emcp.settings import BlocksSettings
 from emcp.sources.base import Params, Source, SourceError
@@ -34,13 +35,8 @@ Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 NDJSON = "application/x-ndjson"
 
 
-class StreamError(Exception):
-    """A block that cannot be read; `code` and the message say why and what to do."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class StreamError(ActionableError):
+    """A block that cannot be read (`block_gone`, `no_such_block`, `result_closed`, `stream_failed`)."""
 
 
 @dataclass(frozen=True, slots=True)

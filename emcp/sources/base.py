@@ -19,24 +19,15 @@ from typing import Any
 
 import trio
 
+from emcp.errors import ActionableError
 from emcp.observe import Watch
 
 Row = tuple[Any, ...]
 Params = Sequence[Any] | Mapping[str, Any]
 
 
-class SourceError(Exception):
-    """An error the caller can act on: reported as an `isError` tool result, never a crash.
-
-    `code` is a short stable identifier (`unknown_database`, `query_failed`, ...),
-    `hint` says what to change to make the call succeed.
-    """
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
+class SourceError(ActionableError):
+    """A source's failure (`unknown_database`, `query_failed`...): an `isError` tool result."""
 
 
 @dataclass(frozen=True, slots=True)

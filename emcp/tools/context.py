@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import mcp_types as types
 import trio
 
+from emcp.errors import ActionableError
 from emcp.settings import BlocksSettings, QuerySettings
 from emcp.sources.base import Source
 from emcp.tools.spec import ToolSpec
@@ -20,14 +21,8 @@ if TYPE_CHECKING:
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 
 
-class ToolFailure(Exception):
-    """A call that cannot succeed as asked: becomes an `isError` result with the hint, never a crash."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
+class ToolFailure(ActionableError):
+    """A call that cannot succeed as asked: becomes an `isError` result with the hint."""
 
 
 @dataclass

@@ -16,10 +16,11 @@ import orjson
 import trio
 from jsonschema.validators import validator_for
 
+from emcp.errors import ActionableError
 from emcp.settings import Settings
-from emcp.sources.base import Source, SourceError
+from emcp.sources.base import Source
 from emcp.sql.guard import SqlRejected, check_select
-from emcp.tools.context import ToolCall, ToolFailure, ToolOutput
+from emcp.tools.context import ToolCall, ToolOutput
 from emcp.tools.operations import OPERATIONS
 from emcp.tools.spec import ToolSpec, ToolSpecError, load_tool_specs
 
@@ -101,12 +102,10 @@ class ToolSet:
         try:
             with trio.move_on_after(timeout or float("inf")) as deadline:
                 structured = await OPERATIONS[spec.operation](call, args)
-        except ToolFailure as exc:
+        except ActionableError as exc:
             return _error_result(exc.code, exc.message, exc.hint)
         except SqlRejected as exc:
             return _error_result("sql_rejected", exc.message, exc.hint)
-        except SourceError as exc:
-            return _error_result(exc.code, exc.message, exc.hint)
         if deadline.cancelled_caught:
             return _error_result(
                 "timeout",

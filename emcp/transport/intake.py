@@ -12,14 +12,11 @@ import orjson
 from mcp_types import JSONRPCMessage, jsonrpc_message_adapter
 from pydantic import ValidationError
 
+from emcp.errors import ActionableError
 
-class IntakeError(Exception):
+
+class IntakeError(ActionableError):
     """A message the server will not take; `code` and `message` go back to the client."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def parse_message(body: bytes) -> JSONRPCMessage:
