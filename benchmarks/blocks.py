@@ -27,6 +27,7 @@ from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
 
 from emcp.blocks.encoding import header_line, json_rows
+from emcp.client import websocket_client
 from emcp.settings import Settings
 from emcp.sources.demo import ensure_demo_data
 from emcp.sources.sqlite import SqliteSource
@@ -140,6 +141,30 @@ async def serve_baseline(data_dir: Path, copies: int) -> None:
     await trio.serve_listeners(handle, listeners)
 
 
+async def start_on(session: ClientSession, copies: int) -> dict:
+    """Run the big query on `session`; return its `result` handle."""
+    result = await session.call_tool("sql", {"database": "new_company", "sql": big_sql(copies)})
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content["result"]
+
+
+def read_blocks_on(session: ClientSession, result: dict) -> Callable[[], Awaitable[int]]:
+    """A job reading every block of `result` with resources/read; returns the characters read."""
+
+    async def read_blocks() -> int:
+        total, n = 0, 0
+        while True:
+            try:
+                read = await session.read_resource(f"emcp://results/{result['handle']}/{n}")
+            except MCPError:  # past the last block
+                return total
+            total += len(read.contents[0].text)
+            n += 1
+
+    return read_blocks
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--copies", type=int, default=23, help="copies of the sensor table (23 = about 1.1 GB)")
@@ -167,18 +192,13 @@ async def main() -> None:
         async with sse_client(url) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
 
-            async def start() -> dict:
-                result = await session.call_tool("sql", {"database": "new_company", "sql": big_sql(args.copies)})
-                assert not result.is_error, result.content
-                return result.structured_content["result"]
-
             # Alternate the two, so a busy moment of the machine does not favour either.
             for _ in range(args.rounds):
                 elapsed, base_size = await measure(
                     "baseline (source -> socket)", baseline.pid, lambda: drain("127.0.0.1", base_port, b"go")
                 )
                 base_times.append(elapsed)
-                result = await start()
+                result = await start_on(session, args.copies)
                 request = f"GET {result['download_url']} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
                 end_of_chunks = b"\r\n0\r\n\r\n"
                 elapsed, http_size = await measure(
@@ -188,19 +208,16 @@ async def main() -> None:
                 )
                 http_times.append(elapsed)
 
-            result = await start()
+            result = await start_on(session, args.copies)
+            rr_time, _ = await measure("emcp resources/read over SSE", server.pid, read_blocks_on(session, result))
 
-            async def read_blocks() -> int:
-                total, n = 0, 0
-                while True:
-                    try:
-                        read = await session.read_resource(f"emcp://results/{result['handle']}/{n}")
-                    except MCPError:  # past the last block
-                        return total
-                    total += len(read.contents[0].text)
-                    n += 1
-
-            rr_time, _ = await measure("emcp resources/read over SSE", server.pid, read_blocks)
+        ws_url = "ws" + url.removeprefix("http").removesuffix("/mcp/sse") + "/mcp/ws"
+        async with websocket_client(ws_url) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            result = await start_on(session, args.copies)
+            ws_time, _ = await measure(
+                "emcp resources/read over WebSocket", server.pid, read_blocks_on(session, result)
+            )
     finally:
         for process in (baseline, server):
             process.terminate()
@@ -216,6 +233,7 @@ async def main() -> None:
         f"resources/read against the baseline: {(rr_time / base_time - 1) * 100:+.1f} % time "
         "(includes the SDK client parsing every block)"
     )
+    print(f"resources/read over WebSocket against the baseline: {(ws_time / base_time - 1) * 100:+.1f} % time")
 
 
 if __name__ == "__main__":
