@@ -41,7 +41,7 @@ class ExportRequest:
     limit: int = 2**31 - 1
 
 
-class Progress:
+class ProgressLine:
     """One self-rewriting line on stderr, at most ten times a second."""
 
     def __init__(self, stream: IO[str]) -> None:
@@ -78,11 +78,11 @@ def _call(request: ExportRequest) -> tuple[str, dict[str, Any]]:
     return "query", args
 
 
-async def export(request: ExportRequest, progress_to: IO[str] = sys.stderr) -> Progress:
+async def export(request: ExportRequest, progress_to: IO[str] = sys.stderr) -> ProgressLine:
     if request.format not in ("ndjson", "csv"):
         raise ExportError("--format must be ndjson or csv")
     tool, args = _call(request)
-    progress = Progress(progress_to)
+    progress = ProgressLine(progress_to)
     try:
         return await _export(request, tool, args, progress)
     except (ExportError, httpx2.HTTPError, BaseExceptionGroup) as exc:
@@ -98,7 +98,7 @@ def _reason(exc: BaseException, url: str) -> BaseException:
     return exc
 
 
-async def _export(request: ExportRequest, tool: str, args: dict[str, Any], progress: Progress) -> Progress:
+async def _export(request: ExportRequest, tool: str, args: dict[str, Any], progress: ProgressLine) -> ProgressLine:
     async with sse_client(request.url) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         result = await session.call_tool(tool, args)
@@ -118,7 +118,7 @@ async def _export(request: ExportRequest, tool: str, args: dict[str, Any], progr
     return progress
 
 
-def _writer(file: IO[bytes], fmt: str, progress: Progress) -> Callable[[bytes], None]:
+def _writer(file: IO[bytes], fmt: str, progress: ProgressLine) -> Callable[[bytes], None]:
     """A function taking complete NDJSON lines: counts them and writes them in the chosen format."""
 
     def write_rows(lines: bytes) -> None:

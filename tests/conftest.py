@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import ClientSession
@@ -46,3 +47,11 @@ async def wait_running(server: EmcpServer, n: int) -> None:
     """Until `n` source queries run: the moment a test can cancel or disconnect mid-query."""
     stats = server.source.statistics()
     await stats.watch.wait_until(lambda: stats.running >= n)
+
+
+def rpc(method: str, id: int | None = None, **params: Any) -> dict[str, Any]:
+    """A JSON-RPC 2.0 request (with `id`) or notification, as a raw client puts it on the wire."""
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
+    if id is not None:
+        message["id"] = id
+    return message

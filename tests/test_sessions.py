@@ -11,7 +11,7 @@ import trio
 from mcp.shared.exceptions import MCPError
 
 from emcp import EmcpServer, Settings, open_server
-from tests.conftest import SLOW_SQL, mcp_session, wait_running
+from tests.conftest import SLOW_SQL, mcp_session, rpc, wait_running
 from tests.rawsse import RawSse, open_raw_sse
 
 
@@ -139,14 +139,7 @@ async def _raw_session(server: EmcpServer) -> tuple[RawSse, str]:
     return sse, server.url + path
 
 
-def _rpc(method: str, id: int | None = None, **params: object) -> dict:
-    message: dict = {"jsonrpc": "2.0", "method": method, "params": params}
-    if id is not None:
-        message["id"] = id
-    return message
-
-
-INIT = _rpc("initialize", 0, protocolVersion="2024-11-05", capabilities={}, clientInfo={"name": "t", "version": "1"})
+INIT = rpc("initialize", 0, protocolVersion="2024-11-05", capabilities={}, clientInfo={"name": "t", "version": "1"})
 
 
 async def test_in_flight_limit_admits_after_a_cancel(settings: Settings) -> None:
@@ -156,21 +149,21 @@ async def test_in_flight_limit_admits_after_a_cancel(settings: Settings) -> None
         async with open_server(settings) as server, httpx2.AsyncClient() as client:
             sse, url = await _raw_session(server)
             assert (await client.post(url, json=INIT)).status_code == 202
-            await client.post(url, json=_rpc("notifications/initialized"))
+            await client.post(url, json=rpc("notifications/initialized"))
             (live,) = server.registry.sessions()
             await server.registry.watch.wait_until(lambda: live.statistics().requests_in_flight == 0)
             slow = {"name": "sql", "arguments": {"database": "new_company", "sql": SLOW_SQL}}
             for i in (1, 2):
-                assert (await client.post(url, json=_rpc("tools/call", i, **slow))).status_code == 202
+                assert (await client.post(url, json=rpc("tools/call", i, **slow))).status_code == 202
             await wait_running(server, 2)
-            third = await client.post(url, json=_rpc("tools/call", 3, **slow))
+            third = await client.post(url, json=rpc("tools/call", 3, **slow))
             assert third.status_code == 429
             assert third.json()["error"]["code"] == "too_many_requests_in_flight"
-            duplicate = await client.post(url, json=_rpc("tools/call", 1, **slow))
+            duplicate = await client.post(url, json=rpc("tools/call", 1, **slow))
             assert duplicate.status_code == 400 and duplicate.json()["error"]["code"] == "duplicate_request_id"
-            await client.post(url, json=_rpc("notifications/cancelled", requestId=1))
+            await client.post(url, json=rpc("notifications/cancelled", requestId=1))
             await server.registry.watch.wait_until(lambda: live.statistics().requests_in_flight == 1)
-            assert (await client.post(url, json=_rpc("ping", 4))).status_code == 202
+            assert (await client.post(url, json=rpc("ping", 4))).status_code == 202
             await sse.stream.aclose()
 
 
@@ -203,7 +196,7 @@ async def test_bad_posts_get_json_4xx_and_lose_nothing(server: EmcpServer, body:
 async def test_unknown_session_and_routes_are_json_errors(server: EmcpServer) -> None:
     with trio.fail_after(20):
         async with httpx2.AsyncClient() as client:
-            ping = orjson.dumps(_rpc("ping", 1))
+            ping = orjson.dumps(rpc("ping", 1))
             unknown = await client.post(f"{server.url}/mcp/messages/{'0' * 32}", content=ping)
             assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "session_not_found"
             by_query = await client.post(f"{server.url}/mcp/messages?session_id={'0' * 32}", content=ping)

@@ -24,7 +24,7 @@ from mcp.client.stdio import stdio_client
 from emcp import EmcpServer, Settings, load_settings
 from emcp.server import open_core
 from emcp.transport.stdio import LineSplitter, serve_stdio_session
-from tests.conftest import SLOW_SQL
+from tests.conftest import SLOW_SQL, rpc
 
 _INITIALIZE = {
     "protocolVersion": "2025-06-18",
@@ -35,10 +35,7 @@ _SLOW = {"name": "sql", "arguments": {"database": "new_company", "sql": SLOW_SQL
 
 
 def _line(method: str, request_id: int | None = None, **params: Any) -> bytes:
-    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
-    if request_id is not None:
-        message["id"] = request_id
-    return orjson.dumps(message) + b"\n"
+    return orjson.dumps(rpc(method, request_id, **params)) + b"\n"
 
 
 class LineReader:

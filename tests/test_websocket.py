@@ -16,7 +16,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnec
 from emcp import EmcpServer, Settings, open_server
 from emcp.client import websocket_client
 from emcp.client.websocket import open_websocket
-from tests.conftest import SLOW_SQL, wait_running
+from tests.conftest import SLOW_SQL, rpc, wait_running
 
 
 @asynccontextmanager
@@ -27,14 +27,7 @@ async def ws_session(server: EmcpServer) -> AsyncIterator[ClientSession]:
         yield session
 
 
-def _rpc(method: str, id: int | None = None, **params: object) -> dict[str, Any]:
-    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
-    if id is not None:
-        message["id"] = id
-    return message
-
-
-INIT = _rpc("initialize", 0, protocolVersion="2025-11-25", capabilities={}, clientInfo={"name": "t", "version": "1"})
+INIT = rpc("initialize", 0, protocolVersion="2025-11-25", capabilities={}, clientInfo={"name": "t", "version": "1"})
 
 
 async def _receive(ws: WebSocketConnection) -> dict[str, Any]:
@@ -50,7 +43,7 @@ async def raw_session(server: EmcpServer) -> AsyncIterator[WebSocketConnection]:
         assert ws.subprotocol == "mcp"
         await ws.send_message(orjson.dumps(INIT).decode())
         assert (await _receive(ws))["id"] == 0
-        await ws.send_message(orjson.dumps(_rpc("notifications/initialized")).decode())
+        await ws.send_message(orjson.dumps(rpc("notifications/initialized")).decode())
         yield ws
 
 
@@ -134,7 +127,7 @@ async def test_bad_frames_get_error_frames_and_the_connection_goes_on(
             assert error["error"]["code"] == code
             assert error["error"]["data"] == {"reason": reason}
             assert error["error"]["message"]
-            await ws.send_message(orjson.dumps(_rpc("ping", 8)).decode())
+            await ws.send_message(orjson.dumps(rpc("ping", 8)).decode())
             assert await _receive(ws) == {"jsonrpc": "2.0", "id": 8, "result": {}}
 
 
@@ -146,19 +139,19 @@ async def test_duplicate_and_overloaded_requests_get_error_frames_with_their_ids
         async with open_server(settings) as server, raw_session(server) as ws:
             (live,) = server.registry.sessions()
             await server.registry.watch.wait_until(lambda: live.statistics().requests_in_flight == 0)
-            await ws.send_message(orjson.dumps(_rpc("tools/call", 1, **slow)).decode())
+            await ws.send_message(orjson.dumps(rpc("tools/call", 1, **slow)).decode())
             await wait_running(server, 1)
-            await ws.send_message(orjson.dumps(_rpc("tools/call", 1, **slow)).decode())
+            await ws.send_message(orjson.dumps(rpc("tools/call", 1, **slow)).decode())
             duplicate = await _receive(ws)
             assert duplicate["id"] == 1 and duplicate["error"]["code"] == -32600
             assert "in flight" in duplicate["error"]["message"]
-            await ws.send_message(orjson.dumps(_rpc("ping", 2)).decode())
+            await ws.send_message(orjson.dumps(rpc("ping", 2)).decode())
             overloaded = await _receive(ws)
             assert overloaded["id"] == 2 and overloaded["error"]["data"]["reason"] == "too_many_requests_in_flight"
             assert "requests in flight" in overloaded["error"]["message"]
-            await ws.send_message(orjson.dumps(_rpc("notifications/cancelled", requestId=1)).decode())
+            await ws.send_message(orjson.dumps(rpc("notifications/cancelled", requestId=1)).decode())
             await server.registry.watch.wait_until(lambda: live.statistics().requests_in_flight == 0)
-            await ws.send_message(orjson.dumps(_rpc("ping", 3)).decode())
+            await ws.send_message(orjson.dumps(rpc("ping", 3)).decode())
             assert await _receive(ws) == {"jsonrpc": "2.0", "id": 3, "result": {}}
 
 
@@ -215,7 +208,7 @@ async def test_a_message_over_the_size_limit_closes_with_1009(settings: Settings
     settings.http.ws_max_message_bytes = 1000
     with trio.fail_after(20):
         async with open_server(settings) as server, raw_session(server) as ws:
-            await ws.send_message(orjson.dumps(_rpc("ping", 1, pad="x" * 2000)).decode())
+            await ws.send_message(orjson.dumps(rpc("ping", 1, pad="x" * 2000)).decode())
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.get_message()
             await server.registry.watch.wait_until(lambda: server.registry.statistics().sessions_open == 0)
