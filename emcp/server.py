@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
+from mcp.server.lowlevel import Server
 
 from emcp.app import create_app
 from emcp.blocks.stream import ResultStore
@@ -35,6 +36,10 @@ from emcp.transport.sse import SSE_PATH
 from emcp.transport.websocket import WS_PATH
 
 logger = logging.getLogger(__name__)
+
+#: Called with the SDK `Server` once emcp's handlers are on it, before any session starts:
+#: how an embedding program (or a test) adds or wraps handlers.
+Customize = Callable[[Server[Any]], None]
 
 
 class EmcpServer:
@@ -84,7 +89,7 @@ def _hypercorn_config(settings: Settings) -> Config:
 
 
 @asynccontextmanager
-async def open_core(settings: Settings) -> AsyncIterator[EmcpServer]:
+async def open_core(settings: Settings, customize: Customize | None = None) -> AsyncIterator[EmcpServer]:
     """The server without a listener: source, tools, MCP dispatch and the session registry.
 
     This is what every transport needs; `open_server` adds the HTTP listener on
@@ -97,6 +102,8 @@ async def open_core(settings: Settings) -> AsyncIterator[EmcpServer]:
     try:
         server = EmcpServer(settings, source, ToolSet.load(settings, source))
         mcp_server = build_mcp_server(server.toolset, source, settings, server.results, server.statistics)
+        if customize is not None:
+            customize(mcp_server)
         async with open_session_registry(settings.sessions, session_runner(mcp_server)) as registry:
             server.registry = registry
             try:
@@ -110,9 +117,9 @@ async def open_core(settings: Settings) -> AsyncIterator[EmcpServer]:
 
 
 @asynccontextmanager
-async def open_server(settings: Settings) -> AsyncIterator[EmcpServer]:
+async def open_server(settings: Settings, customize: Customize | None = None) -> AsyncIterator[EmcpServer]:
     """`open_core` plus the HTTP listener: bound and serving when the block starts."""
-    async with open_core(settings) as server:
+    async with open_core(settings, customize) as server:
         app = create_app(server.registry, server.results, settings)
         stop_listening = trio.Event()
         async with trio.open_nursery() as nursery:
