@@ -16,6 +16,7 @@ from emcp.nursery import SessionRegistry
 from emcp.settings import Settings
 from emcp.transport.http_errors import http_exception_to_json, json_error
 from emcp.transport.sse import add_sse_routes
+from emcp.transport.streamable_http import add_streamable_http_routes
 from emcp.transport.websocket import add_websocket_route
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def create_app(registry: SessionRegistry, results: ResultStore, settings: Settin
 
     app.asgi_app = _FinishResponses(app.asgi_app)
     add_sse_routes(app, registry, settings)
+    add_streamable_http_routes(app, registry, settings)
     add_websocket_route(app, registry, settings)
     add_download_route(app, results)
     return app

@@ -51,7 +51,7 @@ def build_mcp_server(
     def results_for(session: Session | None) -> Results | None:
         if session is None or not settings.blocks.enabled:
             return None
-        return Results(store=results, owner=session.id, nursery=session.nursery, settings=settings.blocks)
+        return Results(store=results, owner=session.owner, nursery=session.results_nursery, settings=settings.blocks)
 
     async def on_list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -86,7 +86,7 @@ def build_mcp_server(
     ) -> types.ListResourcesResult:
         """The next unread block of each of the session's open results."""
         session = ctx.request if isinstance(ctx.request, Session) else None
-        owned = [s for s in results.streams() if session is not None and s.owner == session.id]
+        owned = [s for s in results.streams() if session is not None and s.owner == session.owner]
         return types.ListResourcesResult(
             resources=[
                 types.Resource(
@@ -123,7 +123,7 @@ def build_mcp_server(
         uri = str(params.uri)
         session = ctx.request if isinstance(ctx.request, Session) else None
         match = _BLOCK_URI.fullmatch(uri)
-        stream = results.get(match[1], session.id) if match and session is not None else None
+        stream = results.get(match[1], session.owner) if match and session is not None else None
         if match is None or stream is None:
             raise MCPError(code=RESOURCE_NOT_FOUND, message=f"Resource not found: {uri}", data={"uri": uri})
         try:

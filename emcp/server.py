@@ -111,6 +111,8 @@ async def open_core(settings: Settings, customize: Customize | None = None) -> A
             finally:
                 with trio.CancelScope(shield=True):
                     await registry.drain(settings.http.graceful_timeout)
+                # Stateless callers' results run in the registry's nursery, not in a session.
+                server.results.close_all("server shutting down")
     finally:
         with trio.CancelScope(shield=True):
             await source.aclose()

@@ -214,7 +214,7 @@ async def test_session_id_form_and_stream_headers(server: EmcpServer) -> None:
         sse = await open_raw_sse(server.sse_url)
         assert sse.status == 200
         assert sse.headers["content-type"].startswith("text/event-stream")
-        assert sse.headers["cache-control"] == "no-cache"
+        assert sse.headers["cache-control"] == "no-cache, no-transform"
         assert sse.headers["x-accel-buffering"] == "no"
         data = await sse.read_until(b"\n\n")
         (session_id,) = re.findall(rb"event: endpoint\ndata: /mcp/messages/([0-9a-f]+)\n\n", data)

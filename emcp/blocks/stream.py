@@ -284,6 +284,11 @@ class ResultStore:
             return None
         return stream
 
+    def close_all(self, reason: str) -> None:
+        """Close every stream: at shutdown, for those that no ending session takes down with it."""
+        for stream in list(self._streams.values()):
+            stream.close(reason)
+
     def streams(self) -> list[ResultStream]:
         """The results streaming now (not the queries still deciding whether they fit inline)."""
         return [s for s in self._streams.values() if s.streaming]

@@ -47,13 +47,25 @@ class SessionRegistry:
         self.draining = False
         self.watch = Watch()
 
-    async def open_session(self, transport: str) -> Session:
-        """Start a new session in the registry's nursery and return it, running."""
+    async def open_session(self, transport: str, *, caller: str | None = None) -> Session:
+        """Start a new session in the registry's nursery and return it, running.
+
+        `caller` marks a session that serves one stateless exchange: its large
+        results belong to the caller and run in the registry's nursery, so they
+        outlive the exchange (their TTL, `close_result` or shutdown ends them).
+        """
         if self.draining or len(self._sessions) >= self._settings.max_sessions:
             self._rejected += 1
             raise RegistryFull
         session_id = secrets.token_hex(16)  # 128 random bits: unguessable, so a session id is a capability
-        session = Session(session_id, transport, self._settings, self.watch.changed)
+        session = Session(
+            session_id,
+            transport,
+            self._settings,
+            self.watch.changed,
+            owner=caller,
+            results_nursery=self._nursery if caller is not None else None,
+        )
         self._sessions[session_id] = session
         self._opened += 1
         await self._nursery.start(self._run, session)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,14 @@ import trio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
-from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCRequest, JSONRPCResponse, RequestId
+from mcp_types import (
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    RequestId,
+)
 
 from emcp.settings import SessionSettings
 
@@ -65,9 +72,25 @@ class SessionStatistics:
 class Session:
     """A client's session. Created by the registry, which runs `run()` in its nursery."""
 
-    def __init__(self, session_id: str, transport: str, settings: SessionSettings, on_change: Callable[[], None]):
+    def __init__(
+        self,
+        session_id: str,
+        transport: str,
+        settings: SessionSettings,
+        on_change: Callable[[], None],
+        *,
+        owner: str | None = None,
+        results_nursery: trio.Nursery | None = None,
+    ):
         self.id = session_id
         self.transport = transport
+        #: Who owns the large results this session's calls make: the session itself, or, for a
+        #: stateless request that lives one exchange, its caller (results outlive the exchange).
+        self.owner = owner or session_id
+        self._results_nursery = results_nursery
+        #: Told the id of each request that settled without a response (cancelled), for a
+        #: transport whose wire must still end that request's stream.
+        self.on_unanswered: Callable[[RequestId], None] | None = None
         self._settings = settings
         self._on_change = on_change
         self._slots = trio.Semaphore(settings.max_in_flight)
@@ -92,6 +115,7 @@ class Session:
             with self._scope, self._idle:
                 async with trio.open_nursery() as nursery:
                     self.nursery = nursery
+                    self.results_nursery = self._results_nursery or nursery
                     nursery.start_soon(self._serve, serve_mcp)
                     task_status.started()
         finally:
@@ -169,10 +193,30 @@ class Session:
             raise SessionClosed from None
         self._on_change()
 
+    def cancel_request(self, request_id: RequestId, reason: str) -> None:
+        """Cancel an admitted request as the client's `notifications/cancelled` would.
+
+        Sync, so a transport can call it from the `finally` of a cancelled
+        response (the client went away): the notification is submitted from a
+        task of the session's own.
+        """
+        if self.closed.is_set() or coerce_request_id(request_id) not in self._in_flight:
+            return
+        cancel = JSONRPCNotification(
+            jsonrpc="2.0", method="notifications/cancelled", params={"requestId": request_id, "reason": reason}
+        )
+        self.nursery.start_soon(self._submit_quietly, cancel)
+
+    async def _submit_quietly(self, message: JSONRPCMessage) -> None:
+        with suppress(SessionClosed):  # ending anyway: the session's close cancels the request
+            await self.submit(message)
+
     async def _unanswered(self, key: RequestId) -> None:
         """The dispatcher settled a request with no response (the peer cancelled it)."""
         self.cancellations += 1
         self._release(key)
+        if self.on_unanswered is not None:
+            self.on_unanswered(key)
 
     def _release(self, key: RequestId) -> None:
         if key in self._in_flight:

@@ -13,30 +13,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import trio
-from mcp.shared.message import SessionMessage
 from quart import Quart, Response, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from emcp.nursery import DuplicateRequest, Overloaded, RegistryFull, SessionClosed, SessionRegistry
 from emcp.settings import Settings
+from emcp.transport.event_stream import KEEPALIVE, encode_events, event_stream_response
+from emcp.transport.http_body import read_body
 from emcp.transport.http_errors import json_error
 from emcp.transport.intake import IntakeError, parse_message
 
 SSE_PATH = "/mcp/sse"
 MESSAGES_PATH = "/mcp/messages"
-
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def encode_events(batch: list[SessionMessage]) -> bytes:
-    """`event: message` frames for a batch, joined for a single write.
-
-    Pydantic's JSON is compact (no raw newlines), so each message is one `data:` line.
-    """
-    return b"".join(
-        b"event: message\ndata: " + item.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n\n"
-        for item in batch
-    )
 
 
 def add_sse_routes(app: Quart, registry: SessionRegistry, settings: Settings) -> None:
@@ -56,7 +43,7 @@ def add_sse_routes(app: Quart, registry: SessionRegistry, settings: Settings) ->
                     with trio.move_on_after(keepalive) as idle:
                         batch = await session.next_outbound()
                     if idle.cancelled_caught:
-                        yield b": keepalive\n\n"
+                        yield KEEPALIVE
                         continue
                     yield encode_events(batch)
                     session.acknowledge(batch)
@@ -66,9 +53,7 @@ def add_sse_routes(app: Quart, registry: SessionRegistry, settings: Settings) ->
                 # Also reached when the client goes away (quart-trio cancels us); then it ends the session.
                 session.close("client disconnected")
 
-        response = Response(events(), content_type="text/event-stream", headers=_SSE_HEADERS)
-        response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut the stream at 60 s
-        return response
+        return event_stream_response(events())
 
     @app.post(f"{MESSAGES_PATH}/<session_id>")
     @app.post(MESSAGES_PATH)
@@ -81,18 +66,10 @@ def add_sse_routes(app: Quart, registry: SessionRegistry, settings: Settings) ->
         session = registry.get(session_id)
         if session is None:
             return json_error(404, "session_not_found", "no such session, or it has ended; open a new one")
-        max_body = settings.http.max_body_bytes
-        if request.content_length is not None and request.content_length > max_body:
-            return json_error(413, "body_too_large", f"the body is over the {max_body}-byte limit")
-        request.max_content_length = max_body
         try:
-            body = await request.get_data(cache=False)
-        except RequestEntityTooLarge:
-            return json_error(413, "body_too_large", f"the body is over the {max_body}-byte limit")
-        try:
-            message = parse_message(body)
+            message = parse_message(await read_body(settings.http.max_body_bytes))
         except IntakeError as exc:
-            return json_error(400, exc.code, exc.message)
+            return json_error(413 if exc.code == "body_too_large" else 400, exc.code, exc.message)
         try:
             await session.submit(message)
         except SessionClosed:

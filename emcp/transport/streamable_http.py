@@ -1,0 +1,483 @@
+"""Streamable HTTP at `/mcp`: the 2025 protocol eras with sessions, and the stateless 2026-07-28 one.
+
+The era is read from the `MCP-Protocol-Version` header, as the SDK routes it:
+no header, or a handshake-era version, is the 2025 protocol; anything else is
+a 2026-07-28 request (or an unknown version, which the SDK's validation
+ladder turns down with the versions served).
+
+2025-03-26 / 2025-06-18 / 2025-11-25: `initialize` opens a registry session
+whose id travels in `Mcp-Session-Id`. Each POST that carries a request gets a
+stream of its own (SSE, or one JSON body for a client that accepts only
+JSON): the session's router hands every server message to the stream of the
+request it answers or relates to, and messages tied to no open request go to
+the session's GET stream. emcp keeps no event store, so a response whose
+stream has closed could never be delivered: closing a POST's stream cancels
+its request, which interrupts the source query. DELETE ends the session.
+
+2026-07-28: every POST is one self-contained exchange, served by a session
+that lives for that exchange only (same limits, statistics and shutdown as
+any other); the SDK's dual-era loop serves it on the per-request envelope.
+Closing the response stream ends the session, which cancels the request.
+Large results belong to the caller, so their handles outlive the exchange.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from typing import Any
+
+import orjson
+import trio
+from mcp.shared.dispatcher import coerce_request_id
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    MCP_PROTOCOL_VERSION_HEADER,
+    InboundLadderRejection,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+    unsupported_protocol_version_rejection,
+)
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp_types import (
+    HEADER_MISMATCH,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    RequestId,
+)
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+from quart import Quart, Response, request
+
+from emcp.nursery import DuplicateRequest, Overloaded, RegistryFull, Session, SessionClosed, SessionRegistry
+from emcp.settings import Settings
+from emcp.transport.event_stream import KEEPALIVE, encode_events, event_stream_response
+from emcp.transport.frame_errors import INVALID_REQUEST, PARSE_ERROR, TOO_MANY_IN_FLIGHT, error_message, refusal
+from emcp.transport.http_body import read_body
+from emcp.transport.intake import IntakeError, parse_message
+
+logger = logging.getLogger(__name__)
+
+MCP_PATH = "/mcp"
+SESSION_HEADER = "Mcp-Session-Id"
+# The 2025-era answer to a request cancelled while its stream was open: the stream must still end
+# with a response for its id (the SDK's server sends the same).
+REQUEST_CANCELLED = -32800
+# Messages queued for one request's stream (progress notifications, then the response) before the
+# router waits for that stream's reader.
+_STREAM_BUFFER = 16
+# Who owns a stateless request's large results until authentication names callers: every
+# anonymous caller alike, so the unguessable handle is what guards a result.
+ANONYMOUS_CALLER = "caller:anonymous"
+
+
+def _rpc_error(
+    status: int,
+    code: int,
+    message: str,
+    reason: str,
+    request_id: RequestId | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An HTTP error whose body is a JSON-RPC error: what MCP clients on this transport parse."""
+    body = error_message(request_id, code, message, reason)
+    return Response(body, status=status, content_type="application/json", headers=headers)
+
+
+def _json_message(message: JSONRPCMessage, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = message.model_dump_json(by_alias=True, exclude_unset=True)
+    return Response(body, status=status, content_type="application/json", headers=headers)
+
+
+def _accepts() -> tuple[bool, bool]:
+    """Whether the client takes a JSON body, and an event stream (wildcards count)."""
+    accept = request.accept_mimetypes
+    return accept["application/json"] > 0, accept["text/event-stream"] > 0
+
+
+def _is_response(message: JSONRPCMessage) -> bool:
+    return isinstance(message, JSONRPCResponse | JSONRPCError) and message.id is not None
+
+
+class _Router:
+    """Where a 2025-era session's server messages go: the stream of their request, else the GET stream."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        # Open request streams by coerced id, with the id as the client sent it.
+        self._requests: dict[RequestId, tuple[RequestId, trio.MemorySendChannel[SessionMessage]]] = {}
+        self.standalone: trio.MemorySendChannel[SessionMessage] | None = None
+        session.on_unanswered = self._unanswered
+
+    def open_request(self, request_id: RequestId) -> trio.MemoryReceiveChannel[SessionMessage]:
+        send, receive = trio.open_memory_channel[SessionMessage](_STREAM_BUFFER)
+        self._requests[coerce_request_id(request_id)] = (request_id, send)
+        return receive
+
+    def close_request(self, request_id: RequestId) -> None:
+        entry = self._requests.pop(coerce_request_id(request_id), None)
+        if entry is not None:
+            entry[1].close()
+
+    def _unanswered(self, key: RequestId) -> None:
+        """A cancelled request: end its stream with REQUEST_CANCELLED (its slot is already free)."""
+        entry = self._requests.pop(key, None)
+        if entry is None:
+            return
+        request_id, send = entry
+        error = JSONRPCError(
+            jsonrpc="2.0", id=request_id, error=ErrorData(code=REQUEST_CANCELLED, message="Request cancelled")
+        )
+        with suppress(trio.WouldBlock):  # the stream's reader is behind; ending the stream is what matters
+            send.send_nowait(SessionMessage(error))
+        send.close()
+
+    async def run(self) -> None:
+        """Route until the session ends, then end every stream."""
+        try:
+            while True:
+                for item in await self.session.next_outbound():
+                    await self._route(item)
+        except SessionClosed:
+            pass
+        finally:
+            for _, send in self._requests.values():
+                send.close()
+            self._requests.clear()
+            if self.standalone is not None:
+                self.standalone.close()
+
+    async def _route(self, item: SessionMessage) -> None:
+        message = item.message
+        target: trio.MemorySendChannel[SessionMessage] | None = None
+        last = False
+        if _is_response(message):
+            entry = self._requests.pop(coerce_request_id(message.id), None)  # type: ignore[union-attr]
+            target, last = (entry[1], True) if entry is not None else (None, False)
+        else:
+            related = item.metadata.related_request_id if isinstance(item.metadata, ServerMessageMetadata) else None
+            entry = self._requests.get(coerce_request_id(related)) if related is not None else None
+            target = entry[1] if entry is not None else self.standalone
+        if target is None:
+            # Its stream is gone (the request was cancelled with it), or a notification with no GET stream open.
+            logger.debug("session %s: no open stream for %s; dropped", self.session.id, type(message).__name__)
+            self.session.acknowledge([item])
+            return
+        try:
+            await target.send(item)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.session.acknowledge([item])
+        if last:
+            target.close()
+
+
+def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: Settings) -> None:
+    keepalive = settings.http.keepalive
+    routers: dict[str, _Router] = {}
+
+    def start_router(session: Session) -> _Router:
+        router = routers[session.id] = _Router(session)
+
+        async def run() -> None:
+            try:
+                await router.run()
+            finally:
+                del routers[session.id]
+
+        session.nursery.start_soon(run)
+        return router
+
+    def too_many_sessions() -> Response:
+        return _rpc_error(
+            503, INVALID_REQUEST, "the server holds its maximum number of sessions; retry later", "too_many_sessions"
+        )
+
+    @app.route(MCP_PATH, methods=["POST", "GET", "DELETE"])
+    async def mcp_endpoint() -> Response:
+        version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
+        if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            return await stateless_exchange()
+        if request.method == "GET":
+            return await open_standalone_stream()
+        if request.method == "DELETE":
+            return end_session()
+        return await post_2025()
+
+    # -- 2025 eras: sessions -------------------------------------------------------------
+
+    def find_session() -> tuple[Session, _Router] | Response:
+        session_id = request.headers.get(SESSION_HEADER)
+        if not session_id:
+            return _rpc_error(
+                400,
+                INVALID_REQUEST,
+                f"missing {SESSION_HEADER} header: send the id the initialize response carried",
+                "missing_session_id",
+            )
+        session, router = registry.get(session_id), routers.get(session_id)
+        if session is None or router is None:
+            return _rpc_error(
+                404, INVALID_REQUEST, "no such session, or it has ended; initialize a new one", "session_not_found"
+            )
+        return session, router
+
+    async def post_2025() -> Response:
+        wants_json, wants_events = _accepts()
+        if not (wants_json or wants_events):
+            return _rpc_error(
+                406,
+                INVALID_REQUEST,
+                "the client must accept application/json and text/event-stream",
+                "not_acceptable",
+            )
+        if request.mimetype != "application/json":
+            return _rpc_error(415, INVALID_REQUEST, "Content-Type must be application/json", "unsupported_media_type")
+        try:
+            message = parse_message(await read_body(settings.http.max_body_bytes))
+        except IntakeError as exc:
+            status = 413 if exc.code == "body_too_large" else 400
+            return Response(refusal(exc.code, exc.message), status=status, content_type="application/json")
+        if isinstance(message, JSONRPCRequest) and message.method == "initialize":
+            try:
+                session = await registry.open_session("streamable-http")
+            except RegistryFull:
+                return too_many_sessions()
+            found: tuple[Session, _Router] | Response = (session, start_router(session))
+        else:
+            found = find_session()
+        if isinstance(found, Response):
+            return found
+        session, router = found
+        headers = {SESSION_HEADER: session.id}
+        if not isinstance(message, JSONRPCRequest):
+            # A notification or a client's response: nothing comes back on this POST.
+            try:
+                await session.submit(message)
+            except SessionClosed:
+                return _rpc_error(404, INVALID_REQUEST, "the session has ended", "session_not_found")
+            return Response(b"", status=202, headers=headers)
+        return await answer_request(session, router, message, headers, events=wants_events)
+
+    async def answer_request(
+        session: Session, router: _Router, message: JSONRPCRequest, headers: dict[str, str], *, events: bool
+    ) -> Response:
+        replies = router.open_request(message.id)
+        try:
+            await session.submit(message)
+        except SessionClosed:
+            router.close_request(message.id)
+            return _rpc_error(404, INVALID_REQUEST, "the session has ended", "session_not_found", message.id)
+        except Overloaded:
+            router.close_request(message.id)
+            return _rpc_error(
+                429,
+                TOO_MANY_IN_FLIGHT,
+                f"the session has {settings.sessions.max_in_flight} requests in flight; "
+                "read their responses before sending more",
+                "too_many_requests_in_flight",
+                message.id,
+                headers={**headers, "Retry-After": "1"},
+            )
+        except DuplicateRequest:
+            # The twin's stream is the one registered: leave it be.
+            return _rpc_error(
+                400,
+                INVALID_REQUEST,
+                "a request with this id is still in flight; use a new id",
+                "duplicate_request_id",
+                message.id,
+            )
+        if events:
+            return event_stream_response(request_events(session, router, message.id, replies), headers)
+        # JSON only: wait for the response; notifications for the request have no wire here.
+        try:
+            async for item in replies:
+                session.acknowledge([item])
+                if _is_response(item.message):
+                    return _json_message(item.message, headers=headers)
+        finally:
+            # Also reached when the client goes away (quart-trio cancels us).
+            end_request(session, router, message.id, replies)
+        return _rpc_error(
+            404, INVALID_REQUEST, "the session ended before the request completed", "session_not_found", message.id
+        )
+
+    async def request_events(
+        session: Session, router: _Router, request_id: RequestId, replies: trio.MemoryReceiveChannel[SessionMessage]
+    ) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                with trio.move_on_after(keepalive) as idle:
+                    try:
+                        item = await replies.receive()
+                    except trio.EndOfChannel:
+                        return  # answered (the router closes the stream after the response) or session over
+                if idle.cancelled_caught:
+                    yield KEEPALIVE
+                    continue
+                try:
+                    yield encode_events([item])
+                finally:
+                    session.acknowledge([item])  # written, or never will be: either way its slot is free
+        finally:
+            end_request(session, router, request_id, replies)
+
+    def end_request(
+        session: Session, router: _Router, request_id: RequestId, replies: trio.MemoryReceiveChannel[SessionMessage]
+    ) -> None:
+        """Close a request's stream: free what it still held, and stop the request if it is still running."""
+        router.close_request(request_id)
+        while True:
+            try:
+                session.acknowledge([replies.receive_nowait()])
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        # A no-op once answered; when the client closed the stream early, the request stops.
+        session.cancel_request(request_id, "the client closed the request's response stream")
+
+    async def open_standalone_stream() -> Response:
+        if not _accepts()[1]:
+            return _rpc_error(406, INVALID_REQUEST, "the GET stream is text/event-stream: accept it", "not_acceptable")
+        found = find_session()
+        if isinstance(found, Response):
+            return found
+        session, router = found
+        if router.standalone is not None:
+            return _rpc_error(409, INVALID_REQUEST, "this session's GET stream is open already", "stream_open")
+        send, receive = trio.open_memory_channel[SessionMessage](_STREAM_BUFFER)
+        router.standalone = send
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    with trio.move_on_after(keepalive) as idle:
+                        try:
+                            item = await receive.receive()
+                        except trio.EndOfChannel:
+                            return  # the session ended
+                    yield KEEPALIVE if idle.cancelled_caught else encode_events([item])
+            finally:
+                # The session goes on: a client may open its GET stream again.
+                if router.standalone is send:
+                    router.standalone = None
+                send.close()
+
+        return event_stream_response(events(), {SESSION_HEADER: session.id})
+
+    def end_session() -> Response:
+        found = find_session()
+        if isinstance(found, Response):
+            return found
+        found[0].close("the client ended the session (DELETE)")
+        return Response(b"", status=200)
+
+    # -- 2026-07-28: stateless exchanges ----------------------------------------------------
+
+    async def stateless_exchange() -> Response:
+        if request.method != "POST":
+            return Response(b"", status=405, headers={"Allow": "POST"})
+        wants_json, wants_events = _accepts()
+        if not wants_json:
+            return _rpc_error(406, INVALID_REQUEST, "the client must accept application/json", "not_acceptable")
+        try:
+            body = await read_body(settings.http.max_body_bytes)
+        except IntakeError as exc:
+            return _rpc_error(413, INVALID_REQUEST, exc.message, exc.code)
+        try:
+            decoded: Any = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _rpc_error(400, PARSE_ERROR, f"the body is not valid JSON: {exc}", "invalid_json")
+        if isinstance(decoded, dict) and "id" not in decoded:
+            return acknowledge_notification(decoded)
+        try:
+            message = JSONRPCRequest.model_validate(decoded)
+        except ValidationError:
+            return _rpc_error(
+                400,
+                INVALID_REQUEST,
+                "the body must be one JSON-RPC request or notification object",
+                "invalid_jsonrpc",
+            )
+        duplicated = find_duplicated_routing_header(request.headers.items())
+        if duplicated is not None:
+            return ladder_rejection(HEADER_MISMATCH, f"{duplicated} header appears more than once", None, message.id)
+        verdict = classify_inbound_request(decoded, headers={k.lower(): v for k, v in request.headers.items()})
+        if isinstance(verdict, InboundLadderRejection):
+            return ladder_rejection(verdict.code, verdict.message, verdict.data, message.id)
+        try:
+            session = await registry.open_session("streamable-http-stateless", caller=ANONYMOUS_CALLER)
+        except RegistryFull:
+            return too_many_sessions()
+        first: list[SessionMessage] | None = None
+        try:
+            await session.submit(message)
+            # Answer in JSON if the response comes before any notification (errors then keep their
+            # HTTP status); otherwise commit to an event stream.
+            with trio.move_on_after(keepalive):
+                first = await session.next_outbound()
+                if len(first) == 1 and _is_response(first[0].message):
+                    session.acknowledge(first)
+                    return exchange_answer(first[0].message)
+        except SessionClosed:
+            session.close("exchange ended")
+            return _rpc_error(503, INVALID_REQUEST, "the server is shutting down; retry", "shutting_down", message.id)
+        except BaseException:
+            session.close("the client went away")  # quart-trio cancels us when the client disconnects
+            raise
+        if not wants_events:
+            session.close("no event stream accepted")
+            return _rpc_error(
+                406,
+                INVALID_REQUEST,
+                "the request sends notifications before its result: accept text/event-stream",
+                "not_acceptable",
+                message.id,
+            )
+        return event_stream_response(exchange_events(session, first))
+
+    def exchange_answer(message: JSONRPCMessage) -> Response:
+        status = ERROR_CODE_HTTP_STATUS.get(message.error.code, 200) if isinstance(message, JSONRPCError) else 200
+        return _json_message(message, status)
+
+    async def exchange_events(session: Session, batch: list[SessionMessage] | None) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                if batch is None:
+                    yield KEEPALIVE
+                else:
+                    try:
+                        yield encode_events(batch)
+                    finally:
+                        session.acknowledge(batch)
+                    if any(_is_response(item.message) for item in batch):
+                        return
+                batch = None
+                with trio.move_on_after(keepalive):
+                    batch = await session.next_outbound()
+        except SessionClosed:
+            return
+        finally:
+            # Closing the response stream is how a 2026 client cancels: this ends the request.
+            session.close("exchange ended")
+
+    def ladder_rejection(code: int, message: str, data: Any, request_id: RequestId | None) -> Response:
+        error = JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=code, message=message, data=data))
+        return exchange_answer(error)
+
+    def acknowledge_notification(decoded: dict[str, Any]) -> Response:
+        """The 2026 wire has no client notifications (a client cancels by closing the stream): accept, drop."""
+        try:
+            JSONRPCNotification.model_validate(decoded)
+        except ValidationError:
+            return _rpc_error(
+                400, INVALID_REQUEST, "the body must be one JSON-RPC request or notification object", "invalid_jsonrpc"
+            )
+        rejection = unsupported_protocol_version_rejection(request.headers.get(MCP_PROTOCOL_VERSION_HEADER, ""))
+        if rejection is not None:
+            return ladder_rejection(rejection.code, rejection.message, rejection.data, None)
+        return Response(b"", status=202)
