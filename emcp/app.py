@@ -14,6 +14,7 @@ from emcp.blocks.download import add_download_route
 from emcp.blocks.stream import ResultStore
 from emcp.nursery import SessionRegistry
 from emcp.settings import Settings
+from emcp.transport.host_guard import HostGuard
 from emcp.transport.http_errors import http_exception_to_json, json_error
 from emcp.transport.sse import add_sse_routes
 from emcp.transport.streamable_http import add_streamable_http_routes
@@ -65,7 +66,7 @@ def create_app(registry: SessionRegistry, results: ResultStore, settings: Settin
         logger.exception("unhandled error in a request handler", exc_info=exc)
         return json_error(500, "internal_error", "the server failed to handle this request; it has been logged")
 
-    app.asgi_app = _FinishResponses(app.asgi_app)
+    app.asgi_app = HostGuard(_FinishResponses(app.asgi_app), settings.http)
     add_sse_routes(app, registry, settings)
     add_streamable_http_routes(app, registry, settings)
     add_websocket_route(app, registry, settings)

@@ -78,6 +78,7 @@ async def _serve_until_signal(settings: Settings) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_server(settings) as server:
             print(f"emcp {__version__} serving {server.source.kind} data", flush=True)
+            print(f"  Streamable HTTP (protocols 2025-03-26 to 2026-07-28): {server.mcp_url}", flush=True)
             print(f"  SSE endpoint (protocol 2024-11-05): {server.sse_url}", flush=True)
             print(f"  WebSocket (subprotocol mcp): {server.ws_url}", flush=True)
             async for signum in signals:

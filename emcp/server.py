@@ -33,6 +33,7 @@ from emcp.sources import open_source
 from emcp.sources.base import Source
 from emcp.tools.toolset import ToolSet
 from emcp.transport.sse import SSE_PATH
+from emcp.transport.streamable_http import MCP_PATH
 from emcp.transport.websocket import WS_PATH
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,10 @@ class EmcpServer:
     @property
     def url(self) -> str:
         return self.urls[0]
+
+    @property
+    def mcp_url(self) -> str:
+        return self.url + MCP_PATH
 
     @property
     def sse_url(self) -> str:

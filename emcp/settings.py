@@ -43,6 +43,12 @@ class HttpSettings:
     ws_ping_interval: float = 20.0
     # A WebSocket message larger than this closes the connection with 1009 (message too big).
     ws_max_message_bytes: int = field(default=1024 * 1024, metadata=AT_LEAST_ONE)
+    # Host names (no port) requests may address, against DNS rebinding. Empty = the loopback
+    # names when the server is bound to a loopback address, and no check otherwise.
+    allowed_hosts: list[str] = field(default_factory=list)
+    # Origins (scheme://host[:port]) whose pages may call the server, beyond those of the allowed
+    # hosts. A request with any other Origin header is refused.
+    allowed_origins: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -70,7 +70,11 @@ async def _write_frames(ws: WebSocketConnection, write_recv: MemoryObjectReceive
 
 @asynccontextmanager
 async def open_websocket(
-    url: str, *, subprotocols: Sequence[str] = (SUBPROTOCOL,), connect_timeout: float = 10.0
+    url: str,
+    *,
+    subprotocols: Sequence[str] = (SUBPROTOCOL,),
+    extra_headers: Sequence[tuple[str, str]] = (),
+    connect_timeout: float = 10.0,
 ) -> AsyncIterator[WebSocketConnection]:
     """A WebSocket connection offering `subprotocols`, over a TCP stream this function owns.
 
@@ -94,7 +98,14 @@ async def open_websocket(
     try:
         async with trio.open_nursery() as nursery:
             with trio.fail_after(connect_timeout):
-                ws = await wrap_client_stream(nursery, stream, parts.netloc, resource, subprotocols=subprotocols)
+                ws = await wrap_client_stream(
+                    nursery,
+                    stream,
+                    parts.netloc,
+                    resource,
+                    subprotocols=subprotocols,
+                    extra_headers=[(name.encode(), value.encode()) for name, value in extra_headers],
+                )
             try:
                 yield ws
             finally:
