@@ -313,3 +313,48 @@ async def test_modern_raw_exchange_and_notification_and_get(server: EmcpServer) 
             ).status_code == 202
             get = await http.get("/mcp", headers={"MCP-Protocol-Version": MODERN, "Accept": "text/event-stream"})
             assert get.status_code == 405 and get.headers["allow"] == "POST"
+
+
+async def test_a_full_registry_refuses_initialize_and_stateless_exchanges_with_503(settings: Settings) -> None:
+    settings.sessions.max_sessions = 1
+    with trio.fail_after(30):
+        async with (
+            open_server(settings) as server,
+            session_on(server, "2025-11-25"),
+            httpx2.AsyncClient(base_url=server.url, timeout=10) as http,
+        ):
+            init = rpc("initialize", 0, protocolVersion="2025-11-25", capabilities={}, clientInfo={"name": "t"})
+            refused = await http.post("/mcp", json=init, headers=JSON_AND_EVENTS)
+            assert refused.status_code == 503
+            assert refused.json()["error"]["data"]["reason"] == "too_many_sessions"
+            listed = rpc("tools/list", 1, _meta=modern_meta())
+            stateless = await http.post("/mcp", json=listed, headers=modern_headers("tools/list"))
+            assert stateless.status_code == 503
+
+
+async def test_shutdown_ends_sessions_and_exchanges_and_interrupts_their_queries(settings: Settings) -> None:
+    slow = {"database": "new_company", "sql": SLOW_SQL}
+    ended: list[str] = []
+    with trio.fail_after(30):
+        async with trio.open_nursery() as clients:
+            async with open_server(settings) as server:
+
+                async def legacy_call() -> None:
+                    with pytest.raises(Exception):  # noqa: B017 (the server went away: which error is the SDK's)
+                        async with session_on(server, "2025-11-25") as session:
+                            await session.call_tool("sql", slow)
+                    ended.append("legacy")
+
+                async def modern_call() -> None:
+                    with pytest.raises(Exception):  # noqa: B017
+                        async with Client(mcp_url(server), mode="auto") as client:
+                            await client.call_tool("sql", slow)
+                    ended.append("modern")
+
+                clients.start_soon(legacy_call)
+                clients.start_soon(modern_call)
+                await wait_running(server, 2)
+            # open_server drained on exit: both queries were interrupted at the source.
+            assert server.source.statistics().interrupted == 2
+            assert not server.registry.sessions()
+    assert sorted(ended) == ["legacy", "modern"]
