@@ -358,3 +358,24 @@ async def test_shutdown_ends_sessions_and_exchanges_and_interrupts_their_queries
             assert server.source.statistics().interrupted == 2
             assert not server.registry.sessions()
     assert sorted(ended) == ["legacy", "modern"]
+
+
+async def test_a_duplicate_request_id_is_refused_and_the_first_request_still_answered(server: EmcpServer) -> None:
+    with trio.fail_after(30):
+        async with httpx2.AsyncClient(base_url=server.url, timeout=20) as http:
+            init = rpc("initialize", 0, protocolVersion="2025-11-25", capabilities={}, clientInfo={"name": "t"})
+            session_id = (await http.post("/mcp", json=init, headers=JSON_AND_EVENTS)).headers["mcp-session-id"]
+            headers = {**JSON_AND_EVENTS, "Mcp-Session-Id": session_id}
+            assert (await http.post("/mcp", json=rpc("notifications/initialized"), headers=headers)).status_code == 202
+            slow = rpc("tools/call", 5, name="sql", arguments={"database": "new_company", "sql": SLOW_SQL})
+            async with http.stream("POST", "/mcp", json=slow, headers=headers) as first:
+                await wait_running(server, 1)
+                twin = await http.post("/mcp", json=rpc("tools/list", 5), headers=headers)
+                assert twin.status_code == 400 and twin.json()["error"]["data"]["reason"] == "duplicate_request_id"
+                cancel = rpc("notifications/cancelled", requestId=5)
+                assert (await http.post("/mcp", json=cancel, headers=headers)).status_code == 202
+                # The first request's own stream still ends, with REQUEST_CANCELLED for its id.
+                body = b"".join([chunk async for chunk in first.aiter_bytes()])
+            event = orjson.loads(body.split(b"data: ", 1)[1])
+            assert event["id"] == 5 and event["error"]["code"] == -32800
+            await queries_settle(server, interrupted=1)

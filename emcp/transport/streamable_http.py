@@ -119,6 +119,9 @@ class _Router:
         self._requests[coerce_request_id(request_id)] = (request_id, send)
         return receive
 
+    def is_open(self, request_id: RequestId) -> bool:
+        return coerce_request_id(request_id) in self._requests
+
     def close_request(self, request_id: RequestId) -> None:
         entry = self._requests.pop(coerce_request_id(request_id), None)
         if entry is not None:
@@ -266,6 +269,8 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
     async def answer_request(
         session: Session, router: _Router, message: JSONRPCRequest, headers: dict[str, str], *, events: bool
     ) -> Response:
+        if router.is_open(message.id):
+            return duplicate(message.id)
         replies = router.open_request(message.id)
         try:
             await session.submit(message)
@@ -284,14 +289,9 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
                 headers={**headers, "Retry-After": "1"},
             )
         except DuplicateRequest:
-            # The twin's stream is the one registered: leave it be.
-            return _rpc_error(
-                400,
-                INVALID_REQUEST,
-                "a request with this id is still in flight; use a new id",
-                "duplicate_request_id",
-                message.id,
-            )
+            # Its twin's stream was closed, and the twin is still winding down.
+            router.close_request(message.id)
+            return duplicate(message.id)
         if events:
             return event_stream_response(request_events(session, router, message.id, replies), headers)
         # JSON only: wait for the response; notifications for the request have no wire here.
@@ -305,6 +305,15 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
             end_request(session, router, message.id, replies)
         return _rpc_error(
             404, INVALID_REQUEST, "the session ended before the request completed", "session_not_found", message.id
+        )
+
+    def duplicate(request_id: RequestId) -> Response:
+        return _rpc_error(
+            400,
+            INVALID_REQUEST,
+            "a request with this id is still in flight; use a new id",
+            "duplicate_request_id",
+            request_id,
         )
 
     async def request_events(
