@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
 from unittest.mock import patch
@@ -61,6 +61,19 @@ async def queries_settle(server: EmcpServer, interrupted: int) -> None:
     await stats.watch.wait_until(lambda: stats.interrupted == interrupted and stats.running == 0)
 
 
+async def cancel_once_running(server: EmcpServer, call: Awaitable[Any]) -> None:
+    """Run `call` and cancel it (as its caller would) once its query runs at the source."""
+    with trio.CancelScope() as scope:
+
+        async def cancel_when_running() -> None:
+            await wait_running(server, 1)
+            scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cancel_when_running)
+            await call
+
+
 async def registry_empty(server: EmcpServer) -> None:
     await server.registry.watch.wait_until(lambda: not server.registry.sessions())
 
@@ -92,15 +105,7 @@ async def test_sdk_client_lists_calls_and_runs_calls_at_once(server: EmcpServer,
 async def test_cancelling_a_call_interrupts_the_query_and_frees_its_slot(server: EmcpServer) -> None:
     with trio.fail_after(30):
         async with session_on(server, "2025-11-25") as session:
-            with trio.CancelScope() as scope:
-
-                async def cancel_when_running() -> None:
-                    await wait_running(server, 1)
-                    scope.cancel()
-
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(cancel_when_running)
-                    await session.call_tool("sql", {"database": "new_company", "sql": SLOW_SQL})
+            await cancel_once_running(server, session.call_tool("sql", {"database": "new_company", "sql": SLOW_SQL}))
             await queries_settle(server, interrupted=1)
             await server.registry.watch.wait_until(lambda: server.registry.statistics().requests_in_flight == 0)
             # The session goes on after the cancel.
@@ -242,15 +247,7 @@ async def test_modern_client_discovers_lists_and_calls_each_as_a_one_exchange_se
 async def test_modern_cancel_is_closing_the_response_stream(server: EmcpServer) -> None:
     with trio.fail_after(30):
         async with Client(mcp_url(server), mode="auto") as client:
-            with trio.CancelScope() as scope:
-
-                async def cancel_when_running() -> None:
-                    await wait_running(server, 1)
-                    scope.cancel()
-
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(cancel_when_running)
-                    await client.call_tool("sql", {"database": "new_company", "sql": SLOW_SQL})
+            await cancel_once_running(server, client.call_tool("sql", {"database": "new_company", "sql": SLOW_SQL}))
             await queries_settle(server, interrupted=1)
             await registry_empty(server)
 
