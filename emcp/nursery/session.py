@@ -51,11 +51,19 @@ class SessionClosed(Exception):
 
 
 class Overloaded(Exception):
-    """No in-flight slot freed up within the admission timeout."""
+    """No in-flight slot freed up within the admission timeout. Its text is what the client is told."""
+
+    def __init__(self, max_in_flight: int) -> None:
+        super().__init__(
+            f"the session has {max_in_flight} requests in flight; read their responses before sending more"
+        )
 
 
 class DuplicateRequest(Exception):
-    """A request id that is still in flight was sent again."""
+    """A request id that is still in flight was sent again. Its text is what the client is told."""
+
+    def __init__(self) -> None:
+        super().__init__("a request with this id is still in flight; use a new id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +186,7 @@ class Session:
                 await self._slots.acquire()
                 acquired = True
             if not acquired:
-                raise SessionClosed if self.closed.is_set() else Overloaded
+                raise SessionClosed if self.closed.is_set() else Overloaded(self._settings.max_in_flight)
             if self.closed.is_set() or key in self._in_flight:
                 # Closed, or a twin of this id was admitted while we waited.
                 self._slots.release()

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
+import trio
 from mcp.shared.message import SessionMessage
 from quart import Response
 
 KEEPALIVE = b": keepalive\n\n"
 # no-transform and X-Accel-Buffering keep proxies from buffering or rewriting the stream.
 HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
+
+
+T = TypeVar("T")
+
+
+async def next_or_keepalive(interval: float, receive: Callable[[], Awaitable[T]]) -> T | None:
+    """What `receive` gives, or None when `interval` passes first: the moment for a keepalive comment."""
+    with trio.move_on_after(interval):
+        return await receive()
+    return None
 
 
 def encode_events(batch: list[SessionMessage]) -> bytes:

@@ -35,7 +35,7 @@ def refusal(reason: str, message: str) -> bytes:
     return error_message(None, PARSE_ERROR if reason in _PARSE_FAILURES else INVALID_REQUEST, message, reason)
 
 
-async def take(session: Session, data: bytes, max_in_flight: int) -> bytes | None:
+async def take(session: Session, data: bytes) -> bytes | None:
     """Hand one frame to the session; return the error message to send back, or None.
 
     `session.submit` may wait for an in-flight slot; meanwhile the caller reads
@@ -49,18 +49,8 @@ async def take(session: Session, data: bytes, max_in_flight: int) -> bytes | Non
     request_id = message.id if isinstance(message, JSONRPCRequest) else None
     try:
         await session.submit(message)
-    except DuplicateRequest:
-        return error_message(
-            request_id,
-            INVALID_REQUEST,
-            "a request with this id is still in flight; use a new id",
-            "duplicate_request_id",
-        )
-    except Overloaded:
-        return error_message(
-            request_id,
-            TOO_MANY_IN_FLIGHT,
-            f"the session has {max_in_flight} requests in flight; read their responses before sending more",
-            "too_many_requests_in_flight",
-        )
+    except DuplicateRequest as exc:
+        return error_message(request_id, INVALID_REQUEST, str(exc), "duplicate_request_id")
+    except Overloaded as exc:
+        return error_message(request_id, TOO_MANY_IN_FLIGHT, str(exc), "too_many_requests_in_flight")
     return None

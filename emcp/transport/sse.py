@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import trio
 from quart import Quart, Response, request
 
 from emcp.nursery import DuplicateRequest, Overloaded, RegistryFull, SessionClosed, SessionRegistry
 from emcp.settings import Settings
-from emcp.transport.event_stream import KEEPALIVE, encode_events, event_stream_response
+from emcp.transport.event_stream import KEEPALIVE, encode_events, event_stream_response, next_or_keepalive
 from emcp.transport.http_body import read_body
 from emcp.transport.http_errors import json_error
 from emcp.transport.intake import IntakeError, parse_message
@@ -40,9 +39,8 @@ def add_sse_routes(app: Quart, registry: SessionRegistry, settings: Settings) ->
             try:
                 yield f"event: endpoint\ndata: {MESSAGES_PATH}/{session.id}\n\n".encode()
                 while True:
-                    with trio.move_on_after(keepalive) as idle:
-                        batch = await session.next_outbound()
-                    if idle.cancelled_caught:
+                    batch = await next_or_keepalive(keepalive, session.next_outbound)
+                    if batch is None:
                         yield KEEPALIVE
                         continue
                     yield encode_events(batch)
@@ -74,14 +72,8 @@ def add_sse_routes(app: Quart, registry: SessionRegistry, settings: Settings) ->
             await session.submit(message)
         except SessionClosed:
             return json_error(404, "session_not_found", "the session has ended; open a new one")
-        except Overloaded:
-            return json_error(
-                429,
-                "too_many_requests_in_flight",
-                f"the session has {settings.sessions.max_in_flight} requests in flight; "
-                "read their responses before sending more",
-                headers={"Retry-After": "1"},
-            )
-        except DuplicateRequest:
-            return json_error(400, "duplicate_request_id", "a request with this id is still in flight; use a new id")
+        except Overloaded as exc:
+            return json_error(429, "too_many_requests_in_flight", str(exc), headers={"Retry-After": "1"})
+        except DuplicateRequest as exc:
+            return json_error(400, "duplicate_request_id", str(exc))
         return Response(b"Accepted", status=202, content_type="text/plain")

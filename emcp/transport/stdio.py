@@ -106,7 +106,7 @@ async def serve_stdio_session(
                 if line is None:
                     error = refusal("body_too_large", f"the line is over {max_line} bytes")
                 elif line.strip():  # blank lines carry nothing; skip them quietly
-                    error = await take(session, line, settings.sessions.max_in_flight)
+                    error = await take(session, line)
                 else:
                     error = None
                 if error is not None:

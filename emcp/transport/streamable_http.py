@@ -56,7 +56,7 @@ from quart import Quart, Response, request
 
 from emcp.nursery import DuplicateRequest, Overloaded, RegistryFull, Session, SessionClosed, SessionRegistry
 from emcp.settings import Settings
-from emcp.transport.event_stream import KEEPALIVE, encode_events, event_stream_response
+from emcp.transport.event_stream import KEEPALIVE, encode_events, event_stream_response, next_or_keepalive
 from emcp.transport.frame_errors import INVALID_REQUEST, PARSE_ERROR, TOO_MANY_IN_FLIGHT, error_message, refusal
 from emcp.transport.http_body import read_body
 from emcp.transport.intake import IntakeError, parse_message
@@ -277,13 +277,12 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
         except SessionClosed:
             router.close_request(message.id)
             return _rpc_error(404, INVALID_REQUEST, "the session has ended", "session_not_found", message.id)
-        except Overloaded:
+        except Overloaded as exc:
             router.close_request(message.id)
             return _rpc_error(
                 429,
                 TOO_MANY_IN_FLIGHT,
-                f"the session has {settings.sessions.max_in_flight} requests in flight; "
-                "read their responses before sending more",
+                str(exc),
                 "too_many_requests_in_flight",
                 message.id,
                 headers={**headers, "Retry-After": "1"},
@@ -308,25 +307,18 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
         )
 
     def duplicate(request_id: RequestId) -> Response:
-        return _rpc_error(
-            400,
-            INVALID_REQUEST,
-            "a request with this id is still in flight; use a new id",
-            "duplicate_request_id",
-            request_id,
-        )
+        return _rpc_error(400, INVALID_REQUEST, str(DuplicateRequest()), "duplicate_request_id", request_id)
 
     async def request_events(
         session: Session, router: _Router, request_id: RequestId, replies: trio.MemoryReceiveChannel[SessionMessage]
     ) -> AsyncIterator[bytes]:
         try:
             while True:
-                with trio.move_on_after(keepalive) as idle:
-                    try:
-                        item = await replies.receive()
-                    except trio.EndOfChannel:
-                        return  # answered (the router closes the stream after the response) or session over
-                if idle.cancelled_caught:
+                try:
+                    item = await next_or_keepalive(keepalive, replies.receive)
+                except trio.EndOfChannel:
+                    return  # answered (the router closes the stream after the response) or session over
+                if item is None:
                     yield KEEPALIVE
                     continue
                 try:
@@ -364,12 +356,11 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
         async def events() -> AsyncIterator[bytes]:
             try:
                 while True:
-                    with trio.move_on_after(keepalive) as idle:
-                        try:
-                            item = await receive.receive()
-                        except trio.EndOfChannel:
-                            return  # the session ended
-                    yield KEEPALIVE if idle.cancelled_caught else encode_events([item])
+                    try:
+                        item = await next_or_keepalive(keepalive, receive.receive)
+                    except trio.EndOfChannel:
+                        return  # the session ended
+                    yield KEEPALIVE if item is None else encode_events([item])
             finally:
                 # The session goes on: a client may open its GET stream again.
                 if router.standalone is send:
@@ -434,9 +425,7 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
                         return exchange_answer(response)
             # A response before any notification is answered in JSON (errors then keep their HTTP
             # status); anything else, or a long wait, commits to an event stream.
-            first: list[SessionMessage] | None = None
-            with trio.move_on_after(keepalive):
-                first = await session.next_outbound()
+            first = await next_or_keepalive(keepalive, session.next_outbound)
             if first is not None and len(first) == 1 and _is_response(first[0].message):
                 session.acknowledge(first)
                 return exchange_answer(first[0].message)
@@ -465,9 +454,7 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
                         session.acknowledge(batch)
                     if any(_is_response(item.message) for item in batch):
                         return
-                batch = None
-                with trio.move_on_after(keepalive):
-                    batch = await session.next_outbound()
+                batch = await next_or_keepalive(keepalive, session.next_outbound)
         except SessionClosed:
             return
         finally:

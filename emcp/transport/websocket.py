@@ -33,12 +33,12 @@ SUBPROTOCOL = "mcp"
 GOING_AWAY = 1001
 
 
-async def _read_frames(session: Session, settings: Settings) -> None:
+async def _read_frames(session: Session) -> None:
     """Hand each client frame to the session; answer the ones it cannot take with an error frame."""
     while True:
         data = await websocket.receive()
         if isinstance(data, str):
-            error = await take(session, data.encode(), settings.sessions.max_in_flight)
+            error = await take(session, data.encode())
         else:
             error = refusal("binary_frame", "binary frames are not accepted; send JSON text frames")
         if error is not None:
@@ -80,7 +80,7 @@ def add_websocket_route(app: Quart, registry: SessionRegistry, settings: Setting
         try:
             await websocket.accept(subprotocol=SUBPROTOCOL)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_read_frames, session, settings)
+                nursery.start_soon(_read_frames, session)
                 await _write_frames(session)
                 nursery.cancel_scope.cancel()
             # The session ended on its own; a client that disconnects gets us cancelled instead.
