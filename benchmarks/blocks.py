@@ -5,7 +5,8 @@
 For each path: MB/s end to end and the server's peak RSS growth (sampled every
 50 ms from /proc), against a baseline that streams the same rows from the same
 SQLite source straight to a socket with no blocks (orjson per row, one
-send_all per batch, the same row encoder and batch size as emcp) in a process of its own. The client side reads and
+send_all per batch, the same row encoder, batch size and malloc tuning as emcp) in a process of
+its own. The client side reads and
 discards, on a raw socket where it can, so the figures are the server's.
 """
 
@@ -26,7 +27,8 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
 
-from emcp.blocks.encoding import header_line, json_rows
+from emcp.allocator import tune_for_blocks
+from emcp.blocks.encoding import header_line, json_lines
 from emcp.client import websocket_client
 from emcp.settings import Settings
 from emcp.sources.demo import ensure_demo_data
@@ -121,6 +123,7 @@ async def measure(label: str, pid: int, job: Callable[[], Awaitable[int]]) -> tu
 
 
 async def serve_baseline(data_dir: Path, copies: int) -> None:
+    tune_for_blocks(Settings().blocks.size)  # as `emcp serve` does: the same process set-up on both sides
     source = SqliteSource(data_dir)
 
     async def handle(stream: trio.SocketStream) -> None:
@@ -130,7 +133,7 @@ async def serve_baseline(data_dir: Path, copies: int) -> None:
             async with source.open_query("new_company", big_sql(copies), batch_rows=batch_rows) as rows:
                 first = True
                 async for batch in rows:
-                    data = b"".join(json_rows(batch))
+                    data = json_lines(batch)
                     if first:
                         data = header_line(rows.columns) + data
                         first = False

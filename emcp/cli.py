@@ -11,6 +11,7 @@ from pathlib import Path
 import trio
 
 from emcp import __version__
+from emcp.allocator import tune_for_blocks
 from emcp.export import ExportError, ExportRequest, export
 from emcp.server import open_core, open_server
 from emcp.settings import Settings, SettingsError, load_settings
@@ -121,12 +122,15 @@ def main(argv: list[str] | None = None) -> int:
             settings = load_settings(
                 args.config, source=args.source, data_dir=args.data_dir, sessions__idle_timeout=0.0
             )
-            trio.run(_stdio_until_signal, settings)
+            serve = _stdio_until_signal
         else:
             settings = load_settings(
                 args.config, http__host=args.host, http__port=args.port, source=args.source, data_dir=args.data_dir
             )
-            trio.run(_serve_until_signal, settings)
+            serve = _serve_until_signal
+        if settings.blocks.tune_malloc:
+            tune_for_blocks(settings.blocks.size)
+        trio.run(serve, settings)
     except (SettingsError, SourceError, ToolSpecError) as exc:
         print(f"emcp: {exc}", file=sys.stderr)
         return 2

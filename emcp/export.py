@@ -22,7 +22,7 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 
 from emcp.blocks.download import csv_lines
-from emcp.blocks.encoding import header_line, json_row
+from emcp.blocks.encoding import header_line, json_lines
 
 
 class ExportError(Exception):
@@ -109,7 +109,7 @@ async def _export(request: ExportRequest, tool: str, args: dict[str, Any], progr
         with request.output.open("wb") as file:
             write_rows = _writer(file, request.format, progress)
             if not out.get("truncated"):
-                write_rows(header_line(out["columns"]) + b"".join(json_row(row) for row in out["rows"]))
+                write_rows(header_line(out["columns"]) + json_lines(out["rows"]))
             elif "result" in out:
                 await _download(urljoin(request.url, out["result"]["download_url"]), write_rows)
             else:

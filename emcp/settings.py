@@ -94,6 +94,9 @@ class BlocksSettings:
     # Open streams per session, and in the whole server.
     max_per_session: int = field(default=8, metadata=AT_LEAST_ONE)
     max_streams: int = field(default=1000, metadata=AT_LEAST_ONE)
+    # Tune glibc's malloc so block buffers are reused rather than faulted in afresh (emcp/allocator.py);
+    # ignored when MALLOC_*_ variables or GLIBC_TUNABLES are set.
+    tune_malloc: bool = True
 
 
 @dataclass

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import orjson
 
 from emcp.blocks.download import csv_lines
-from emcp.blocks.encoding import Block, BlockEncoder, escaped_size
+from emcp.blocks.encoding import Block, BlockEncoder, escaped_size, json_lines
 
 ROWS = [[i, f"dev-{i % 7}", i * 0.5, 'q"uote\\back\nline' if i % 5 == 0 else None] for i in range(5000)]
 
@@ -24,6 +25,24 @@ def test_escaped_size_is_the_size_inside_a_json_string() -> None:
     for row in ROWS[:50]:
         line = orjson.dumps(row) + b"\n"
         assert escaped_size(line) == len(json.dumps(line.decode(), ensure_ascii=False)) - 2
+
+
+def test_json_lines_is_one_json_array_per_row_whatever_the_values_hold() -> None:
+    tricky = [
+        [1, "a],[b", None],  # the separator between rows, inside a string
+        [2, "x]", "[y"],
+        [3, [4, 5], [6]],  # nested lists put "],[" inside a row
+        [4, b"\x00\xffbytes", "\u00e9t\u00e9 \u2603"],
+        [5, 'q"uote\\back\nline\r', 2.5],
+    ]
+    for rows in ([], [tricky[0]], tricky, tricky[1:2] * 3, ROWS, [*ROWS, *tricky]):
+        data = json_lines(rows)
+        assert data.endswith(b"\n") or not rows
+        lines = data.splitlines()
+        assert len(lines) == len(rows)
+        assert [orjson.loads(line) for line in lines] == [
+            [("base64:" + base64.b64encode(v).decode()) if isinstance(v, bytes) else v for v in row] for row in rows
+        ]
 
 
 def test_blocks_fit_the_size_and_concatenate_to_the_document() -> None:

@@ -1,0 +1,63 @@
+"""glibc's malloc tuned for block streams, so a block's buffers come from the heap instead of fresh pages.
+
+A block stream allocates a few buffers of about `blocks.size` for every block
+(the block itself, the HTTP chunk or JSON-RPC message that carries it) and
+frees them a moment later. By default glibc serves such sizes with mmap(), or
+from the heap top that it hands back to the kernel as soon as about twice the
+largest such size lies free there; either way the next block faults its pages
+in again, zeroed by the kernel. On the 1 GiB benchmark that was 1.6 million
+page faults per GiB streamed and 10-15 % of the download's time.
+
+Raising the mmap threshold above a block's buffers, and the trim threshold to a
+few blocks, keeps them in the heap: the memory is reused instead of being
+returned and faulted back. The cost is that up to the trim threshold of freed
+heap stays resident between bursts. An operator who sets glibc's own knobs
+(`MALLOC_*_` variables, `GLIBC_TUNABLES`) keeps them: emcp then changes nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import platform
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+# mallopt() parameters, from glibc's malloc.h.
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+# glibc refuses an mmap threshold above HEAP_MAX_SIZE / 2: 32 MiB on 64-bit builds.
+MAX_MMAP_THRESHOLD = 32 * 1024 * 1024
+
+OPERATOR_KNOBS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES")
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    mmap: int
+    trim: int
+
+
+def thresholds_for(block_size: int) -> Thresholds:
+    """Room for the few buffers of one block (block, copy for the wire, message) below the mmap threshold."""
+    mmap = min(MAX_MMAP_THRESHOLD, max(4 * block_size, 1024 * 1024))
+    return Thresholds(mmap=mmap, trim=4 * mmap)
+
+
+def tune_for_blocks(block_size: int) -> Thresholds | None:
+    """Apply `thresholds_for(block_size)` to this process; None when not glibc or the operator chose already."""
+    chosen = [name for name in OPERATOR_KNOBS if name in os.environ]
+    if chosen:
+        logger.info("malloc left as configured by %s", ", ".join(chosen))
+        return None
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    libc = ctypes.CDLL(None)
+    wanted = thresholds_for(block_size)
+    if not (libc.mallopt(M_MMAP_THRESHOLD, wanted.mmap) and libc.mallopt(M_TRIM_THRESHOLD, wanted.trim)):
+        logger.warning("glibc refused the malloc thresholds %s; large results may stream slower", wanted)
+        return None
+    logger.debug("malloc thresholds for block streams: %s", wanted)
+    return wanted
