@@ -25,6 +25,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.shared.message import SessionMessage
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, wrap_client_stream
 
+from emcp.transport.outbound import message_json
+
 SUBPROTOCOL = "mcp"
 
 
@@ -63,7 +65,7 @@ async def _write_frames(ws: WebSocketConnection, write_recv: MemoryObjectReceive
     async with write_recv:
         async for item in write_recv:
             try:
-                await ws.send_message(item.message.model_dump_json(by_alias=True, exclude_unset=True))
+                await ws.send_message(message_json(item.message).decode())  # a text frame
             except ConnectionClosed:
                 return
 

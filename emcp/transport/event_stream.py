@@ -9,6 +9,8 @@ import trio
 from mcp.shared.message import SessionMessage
 from quart import Response
 
+from emcp.transport.outbound import message_json
+
 KEEPALIVE = b": keepalive\n\n"
 # no-transform and X-Accel-Buffering keep proxies from buffering or rewriting the stream.
 HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
@@ -27,12 +29,9 @@ async def next_or_keepalive(interval: float, receive: Callable[[], Awaitable[T]]
 def encode_events(batch: list[SessionMessage]) -> bytes:
     """`event: message` frames for a batch, joined for a single write.
 
-    Pydantic's JSON is compact (no raw newlines), so each message is one `data:` line.
+    Each message is one `data:` line: its JSON holds no raw newline.
     """
-    return b"".join(
-        b"event: message\ndata: " + item.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n\n"
-        for item in batch
-    )
+    return b"".join(b"event: message\ndata: " + message_json(item.message) + b"\n\n" for item in batch)
 
 
 def event_stream_response(events: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> Response:

@@ -26,6 +26,7 @@ from mcp.shared.message import SessionMessage
 from emcp.nursery import SessionClosed, SessionRegistry
 from emcp.settings import Settings
 from emcp.transport.frame_errors import refusal, take
+from emcp.transport.outbound import message_json
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +36,9 @@ _READ_SIZE = 64 * 1024
 def encode_lines(batch: list[SessionMessage]) -> bytes:
     """A batch of server messages as newline-terminated JSON, joined for a single write.
 
-    Pydantic's JSON is compact (no raw newlines), so each message is exactly one line.
+    Each message is exactly one line: its JSON holds no raw newline.
     """
-    return b"".join(item.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n" for item in batch)
+    return b"".join(message_json(item.message) + b"\n" for item in batch)
 
 
 class LineSplitter:

@@ -60,6 +60,7 @@ from emcp.transport.event_stream import KEEPALIVE, encode_events, event_stream_r
 from emcp.transport.frame_errors import INVALID_REQUEST, PARSE_ERROR, TOO_MANY_IN_FLIGHT, error_message, refusal
 from emcp.transport.http_body import read_body
 from emcp.transport.intake import IntakeError, parse_message
+from emcp.transport.outbound import message_json
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +91,7 @@ def _rpc_error(
 
 
 def _json_message(message: JSONRPCMessage, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = message.model_dump_json(by_alias=True, exclude_unset=True)
-    return Response(body, status=status, content_type="application/json", headers=headers)
+    return Response(message_json(message), status=status, content_type="application/json", headers=headers)
 
 
 def _accepts() -> tuple[bool, bool]:

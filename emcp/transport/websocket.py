@@ -25,6 +25,7 @@ from emcp.nursery import RegistryFull, Session, SessionClosed, SessionRegistry
 from emcp.settings import Settings
 from emcp.transport.frame_errors import refusal, take
 from emcp.transport.http_errors import json_error
+from emcp.transport.outbound import message_json
 
 WS_PATH = "/mcp/ws"
 SUBPROTOCOL = "mcp"
@@ -59,7 +60,7 @@ async def _write_frames(session: Session) -> None:
         except SessionClosed:
             return
         for item in batch:
-            await websocket.send(item.message.model_dump_json(by_alias=True, exclude_unset=True))
+            await websocket.send(message_json(item.message).decode())  # a text frame, as MCP over WebSocket uses
         session.acknowledge(batch)
 
 
