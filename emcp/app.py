@@ -10,6 +10,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from emcp.auth import AuthGuard, TokenBook
 from emcp.blocks.download import add_download_route
 from emcp.blocks.stream import ResultStore
 from emcp.nursery import SessionRegistry
@@ -56,7 +57,8 @@ class _FinishResponses:
         await self.app(scope, receive, send_finishing)
 
 
-def create_app(registry: SessionRegistry, results: ResultStore, settings: Settings) -> QuartTrio:
+def create_app(registry: SessionRegistry, results: ResultStore, settings: Settings, tokens: TokenBook) -> QuartTrio:
+    """Every route, behind the Host/Origin check and, when `tokens` holds any, the bearer-token check."""
     app = QuartTrio("emcp")
     app.config["MAX_CONTENT_LENGTH"] = settings.http.max_body_bytes
     app.register_error_handler(HTTPException, http_exception_to_json)
@@ -66,7 +68,10 @@ def create_app(registry: SessionRegistry, results: ResultStore, settings: Settin
         logger.exception("unhandled error in a request handler", exc_info=exc)
         return json_error(500, "internal_error", "the server failed to handle this request; it has been logged")
 
-    app.asgi_app = HostGuard(_FinishResponses(app.asgi_app), settings.http)
+    inner: ASGIFramework = _FinishResponses(app.asgi_app)
+    if tokens:
+        inner = AuthGuard(inner, tokens)
+    app.asgi_app = HostGuard(inner, settings.http)
     add_sse_routes(app, registry, settings)
     add_streamable_http_routes(app, registry, settings)
     add_websocket_route(app, registry, settings)

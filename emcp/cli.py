@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import trio
 
 from emcp import __version__
 from emcp.allocator import tune_for_blocks
+from emcp.auth import new_token
 from emcp.export import ExportError, ExportRequest, export
 from emcp.server import open_core, open_server
 from emcp.settings import Settings, SettingsError, load_settings
@@ -39,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[serving], help="serve MCP over HTTP (SSE, WebSocket)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8765; 0 picks a free one)")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="serve a non-loopback address without auth (only behind something that authenticates)",
+    )
     commands.add_parser(
         "stdio", parents=[serving], help="serve one MCP session on stdin/stdout (for clients that spawn emcp)"
     )
@@ -52,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--limit", type=int, default=2**31 - 1, help="with --table: at most this many rows")
     export.add_argument("--output", "-o", type=Path, required=True)
     export.add_argument("--format", choices=["ndjson", "csv"], default="ndjson")
+    export.add_argument("--token", default=os.environ.get("EMCP_TOKEN"), help="bearer token (default: $EMCP_TOKEN)")
+    commands.add_parser(
+        "token", help="print a new bearer token, and the config entry that admits it (only its digest)"
+    ).add_argument("--name", default="client", help="the name the token's calls go by (logs, result ownership)")
     return parser
 
 
@@ -65,6 +77,7 @@ def _export(args: argparse.Namespace) -> int:
         table=args.table,
         where=args.where,
         limit=args.limit,
+        token=args.token,
     )
     try:
         progress = trio.run(export, request)
@@ -111,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "export":
         return _export(args)
+    if args.command == "token":
+        token, digest = new_token()
+        print(f"token (give it to the client, keep it secret): {token}")
+        print(f"config entry:\nauth:\n  tokens:\n    - name: {args.name}\n      sha256: {digest}")
+        return 0
     # Explicitly stderr: under `emcp stdio`, stdout is the protocol stream.
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -125,7 +143,12 @@ def main(argv: list[str] | None = None) -> int:
             serve = _stdio_until_signal
         else:
             settings = load_settings(
-                args.config, http__host=args.host, http__port=args.port, source=args.source, data_dir=args.data_dir
+                args.config,
+                http__host=args.host,
+                http__port=args.port,
+                auth__insecure=args.insecure,
+                source=args.source,
+                data_dir=args.data_dir,
             )
             serve = _serve_until_signal
         if settings.blocks.tune_malloc:

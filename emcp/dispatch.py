@@ -21,6 +21,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
 from emcp import __version__
+from emcp.auth.caller import ANONYMOUS, Caller
 from emcp.blocks.stream import NDJSON, ResultStore, StreamError
 from emcp.nursery.session import ServeMcp, Session
 from emcp.settings import Settings
@@ -51,19 +52,32 @@ def build_mcp_server(
     def results_for(session: Session | None) -> Results | None:
         if session is None or not settings.blocks.enabled:
             return None
-        return Results(store=results, owner=session.owner, nursery=session.results_nursery, settings=settings.blocks)
+        return Results(
+            store=results,
+            owner=session.owner,
+            caller=session.caller.name,
+            nursery=session.results_nursery,
+            settings=settings.blocks,
+        )
+
+    def caller_in(ctx: ServerRequestContext[Any]) -> Caller:
+        return ctx.request.caller if isinstance(ctx.request, Session) else ANONYMOUS
 
     async def on_list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=toolset.tools)
+        caller = caller_in(ctx)
+        return types.ListToolsResult(tools=[tool for tool in toolset.tools if caller.may_use(tool.name)])
 
     async def on_call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
-        if toolset.spec(params.name) is None:
+        caller = caller_in(ctx)
+        tool_names = caller.visible(toolset.names)
+        # A tool outside the caller's toolset is reported exactly as one that does not exist.
+        if toolset.spec(params.name) is None or not caller.may_use(params.name):
             raise MCPError(
                 code=types.INVALID_PARAMS,
                 message=f"Unknown tool: {params.name!r}; tools/list names the tools",
-                data={"tools": toolset.names},
+                data={"tools": tool_names},
             )
         session = ctx.request if isinstance(ctx.request, Session) else None
 
@@ -73,7 +87,7 @@ def build_mcp_server(
                 source=source,
                 settings=settings.query,
                 server_statistics=server_statistics,
-                tool_names=toolset.names,
+                tool_names=tool_names,
                 report_progress=ctx.session.report_progress,
                 track_query=session.track_query if session is not None else nullcontext,
                 results=results_for(session),

@@ -39,6 +39,12 @@ class ExportRequest:
     table: str | None = None
     where: str | None = None
     limit: int = 2**31 - 1
+    #: The bearer token, for a server with auth on.
+    token: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
 
 class ProgressLine:
@@ -99,7 +105,7 @@ def _reason(exc: BaseException, url: str) -> BaseException:
 
 
 async def _export(request: ExportRequest, tool: str, args: dict[str, Any], progress: ProgressLine) -> ProgressLine:
-    async with sse_client(request.url) as (read, write), ClientSession(read, write) as session:
+    async with sse_client(request.url, headers=request.headers) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         result = await session.call_tool(tool, args)
         if result.is_error:
@@ -111,7 +117,7 @@ async def _export(request: ExportRequest, tool: str, args: dict[str, Any], progr
             if not out.get("truncated"):
                 write_rows(header_line(out["columns"]) + json_lines(out["rows"]))
             elif "result" in out:
-                await _download(urljoin(request.url, out["result"]["download_url"]), write_rows)
+                await _download(urljoin(request.url, out["result"]["download_url"]), request.headers, write_rows)
             else:
                 raise ExportError(f"the server cut the result short: {out.get('truncated_reason')}")
     progress.update(0, 0, final=True)
@@ -130,9 +136,10 @@ def _writer(file: IO[bytes], fmt: str, progress: ProgressLine) -> Callable[[byte
     return write_rows
 
 
-async def _download(url: str, write_rows: Callable[[bytes], None]) -> None:
+async def _download(url: str, headers: dict[str, str], write_rows: Callable[[bytes], None]) -> None:
     pending = b""
-    async with httpx2.AsyncClient(timeout=httpx2.Timeout(60.0)) as client, client.stream("GET", url) as response:
+    timeout = httpx2.Timeout(60.0)
+    async with httpx2.AsyncClient(timeout=timeout, headers=headers) as client, client.stream("GET", url) as response:
         if response.status_code != 200:
             body = await response.aread()
             raise ExportError(f"the download failed: HTTP {response.status_code} {body[:300]!r}")

@@ -25,13 +25,15 @@ from hypercorn.trio import serve as hypercorn_serve
 from mcp.server.lowlevel import Server
 
 from emcp.app import create_app
+from emcp.auth import TokenBook
 from emcp.blocks.stream import ResultStore
 from emcp.dispatch import build_mcp_server, session_runner
 from emcp.nursery import SessionRegistry, open_session_registry
-from emcp.settings import Settings
+from emcp.settings import Settings, SettingsError
 from emcp.sources import open_source
 from emcp.sources.base import Source
 from emcp.tools.toolset import ToolSet
+from emcp.transport.host_guard import is_loopback
 from emcp.transport.sse import SSE_PATH
 from emcp.transport.streamable_http import MCP_PATH
 from emcp.transport.websocket import WS_PATH
@@ -50,6 +52,7 @@ class EmcpServer:
         self.settings = settings
         self.source = source
         self.toolset = toolset
+        self.tokens = TokenBook([])
         self.results = ResultStore(settings.blocks)
         self.registry: SessionRegistry
         self.urls: list[str] = []
@@ -106,6 +109,8 @@ async def open_core(settings: Settings, customize: Customize | None = None) -> A
     source = await open_source(settings)
     try:
         server = EmcpServer(settings, source, ToolSet.load(settings, source))
+        # Checked before anything starts, so a bad auth config stops emcp with its message alone.
+        server.tokens = _token_book(settings, server.toolset)
         mcp_server = build_mcp_server(server.toolset, source, settings, server.results, server.statistics)
         if customize is not None:
             customize(mcp_server)
@@ -123,11 +128,23 @@ async def open_core(settings: Settings, customize: Customize | None = None) -> A
             await source.aclose()
 
 
+def _token_book(settings: Settings, toolset: ToolSet) -> TokenBook:
+    """The configured tokens; no tokens is refused off loopback unless the operator said `insecure`."""
+    book = TokenBook.from_settings(settings.auth.tokens, toolset.names)
+    if not book and not is_loopback(settings.http.host) and not settings.auth.insecure:
+        raise SettingsError(
+            f"refusing to serve {settings.http.host} without auth: anyone who reaches it could query the data. "
+            "Configure auth.tokens (`emcp token` prints one), bind a loopback address, "
+            "or pass --insecure if something in front of emcp already authenticates"
+        )
+    return book
+
+
 @asynccontextmanager
 async def open_server(settings: Settings, customize: Customize | None = None) -> AsyncIterator[EmcpServer]:
     """`open_core` plus the HTTP listener: bound and serving when the block starts."""
     async with open_core(settings, customize) as server:
-        app = create_app(server.registry, server.results, settings)
+        app = create_app(server.registry, server.results, settings, server.tokens)
         stop_listening = trio.Event()
         async with trio.open_nursery() as nursery:
             server.urls = await nursery.start(

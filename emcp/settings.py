@@ -112,6 +112,15 @@ class EdgeLakeSettings:
 
 
 @dataclass
+class AuthSettings:
+    # Bearer tokens, each {name, sha256 | env, tools}: see emcp/auth/tokens.py and docs/SECURITY.md.
+    # None configured = no auth, which emcp allows only on a loopback address unless `insecure`.
+    tokens: list[dict[str, Any]] = field(default_factory=list)
+    # Serve a non-loopback address without auth (`emcp serve --insecure`): anyone who reaches it may call.
+    insecure: bool = False
+
+
+@dataclass
 class Settings:
     # "" = the embedded demo data; "sqlite:PATH" = SQLite files;
     # "edgelake:http://HOST:PORT[,http://HOST2:PORT]" = an EdgeLake network.
@@ -123,6 +132,7 @@ class Settings:
     query: QuerySettings = field(default_factory=QuerySettings)
     blocks: BlocksSettings = field(default_factory=BlocksSettings)
     edgelake: EdgeLakeSettings = field(default_factory=EdgeLakeSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     # Tools declared inline in the config file (same shape as tools.yaml entries).
     tools: list[dict[str, Any]] = field(default_factory=list)
 

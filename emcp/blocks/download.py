@@ -5,7 +5,8 @@ JSON array per row) or, with `?format=csv`, CSV with a header row. Blocks are
 written as the reader's socket takes them, so the download pulls the producer
 along at the client's pace. The caller proves it owns the result with the
 download token from the tool result (`download_url`), or with the owning
-session's `Mcp-Session-Id`; anyone else gets 404. A download that ends early
+session's `Mcp-Session-Id`, and, when auth is on, with the bearer token of
+the caller who asked; anyone else gets 404. A download that ends early
 closes the result: its blocks cannot be read twice.
 """
 
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator
 import orjson
 from quart import Quart, Response, request
 
+from emcp.auth.caller import caller_of
 from emcp.blocks.stream import NDJSON, ResultStore
 from emcp.transport.http_errors import json_error
 
@@ -40,7 +42,7 @@ def add_download_route(app: Quart, store: ResultStore) -> None:
         token = request.args.get("token")
         session_id = request.headers.get("Mcp-Session-Id")
         stream = store.get_with_token(handle, token) if token else store.get(handle, session_id) if session_id else None
-        if stream is None:
+        if stream is None or stream.caller != caller_of(request.scope).name:
             return json_error(404, "result_not_found", "no such result for this caller, or it has ended")
         fmt = request.args.get("format", "ndjson")
         if fmt not in ("ndjson", "csv"):

@@ -66,11 +66,13 @@ class QueryRequest:
 
 
 class ResultStream:
-    def __init__(self, owner: str, settings: BlocksSettings, store: ResultStore) -> None:
+    def __init__(self, owner: str, caller: str, settings: BlocksSettings, store: ResultStore) -> None:
         self.handle = secrets.token_hex(16)
         #: A capability for the HTTP download, handed only to the session that owns the result.
         self.token = secrets.token_urlsafe(16)
         self.owner = owner
+        #: The authenticated caller who asked: the download also needs their credentials.
+        self.caller = caller
         self._settings = settings
         self._store = store
         self._on_change = store.watch.changed
@@ -257,13 +259,13 @@ class ResultStore:
         self.opened = 0
         self.bytes_streamed = 0
 
-    def create(self, owner: str) -> ResultStream:
+    def create(self, owner: str, caller: str) -> ResultStream:
         """A stream for a query about to run; it counts against the limits once it really streams."""
         streaming = self.streams()
         owned = sum(1 for s in streaming if s.owner == owner)
         if len(streaming) >= self.settings.max_streams or owned >= self.settings.max_per_session:
             raise TooManyResults
-        stream = ResultStream(owner, self.settings, self)
+        stream = ResultStream(owner, caller, self.settings, self)
         self._streams[stream.handle] = stream
         return stream
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import trio
 
+from emcp.auth.caller import ANONYMOUS, Caller
 from emcp.nursery.session import ServeMcp, Session
 from emcp.observe import Watch
 from emcp.settings import SessionSettings
@@ -47,12 +48,12 @@ class SessionRegistry:
         self.draining = False
         self.watch = Watch()
 
-    async def open_session(self, transport: str, *, caller: str | None = None) -> Session:
-        """Start a new session in the registry's nursery and return it, running.
+    async def open_session(self, transport: str, caller: Caller = ANONYMOUS, *, stateless: bool = False) -> Session:
+        """Start a new session for `caller` in the registry's nursery and return it, running.
 
-        `caller` marks a session that serves one stateless exchange: its large
-        results belong to the caller and run in the registry's nursery, so they
-        outlive the exchange (their TTL, `close_result` or shutdown ends them).
+        A `stateless` session serves one exchange: its large results belong to
+        the caller and run in the registry's nursery, so they outlive the
+        exchange (their TTL, `close_result` or shutdown ends them).
         """
         if self.draining or len(self._sessions) >= self._settings.max_sessions:
             self._rejected += 1
@@ -63,8 +64,9 @@ class SessionRegistry:
             transport,
             self._settings,
             self.watch.changed,
-            owner=caller,
-            results_nursery=self._nursery if caller is not None else None,
+            caller=caller,
+            owner=f"caller:{caller.name}" if stateless else None,
+            results_nursery=self._nursery if stateless else None,
         )
         self._sessions[session_id] = session
         self._opened += 1
@@ -79,9 +81,10 @@ class SessionRegistry:
             del self._sessions[session.id]
             self.watch.changed()
 
-    def get(self, session_id: str) -> Session | None:
+    def get(self, session_id: str, caller: Caller) -> Session | None:
+        """The session, if it is still open and `caller`'s: another caller's session id finds nothing."""
         session = self._sessions.get(session_id)
-        if session is None or session.closed.is_set():
+        if session is None or session.closed.is_set() or session.caller.name != caller.name:
             return None
         return session
 

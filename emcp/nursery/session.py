@@ -33,6 +33,7 @@ from mcp_types import (
     RequestId,
 )
 
+from emcp.auth.caller import ANONYMOUS, Caller
 from emcp.settings import SessionSettings
 
 if TYPE_CHECKING:
@@ -87,11 +88,14 @@ class Session:
         settings: SessionSettings,
         on_change: Callable[[], None],
         *,
+        caller: Caller = ANONYMOUS,
         owner: str | None = None,
         results_nursery: trio.Nursery | None = None,
     ):
         self.id = session_id
         self.transport = transport
+        #: Who opened the session: only they may use it, and only the tools they may use.
+        self.caller = caller
         #: Who owns the large results this session's calls make: the session itself, or, for a
         #: stateless request that lives one exchange, its caller (results outlive the exchange).
         self.owner = owner or session_id

@@ -45,6 +45,8 @@ class Results:
 
     store: ResultStore
     owner: str
+    #: The caller's name: only they may download the result.
+    caller: str
     #: The session's nursery: block producers outlive the call that started them, not the session.
     nursery: trio.Nursery
     settings: BlocksSettings

@@ -42,7 +42,7 @@ async def run_query(call: ToolCall, database: str, sql: str, params: Params = ()
     no_stream_hint = "large results cannot stream here (blocks are disabled)"
     if results is not None:
         try:
-            stream = results.store.create(results.owner)
+            stream = results.store.create(results.owner, results.caller)
         except TooManyResults:
             no_stream_hint = (
                 f"this session holds {results.settings.max_per_session} open results already; "

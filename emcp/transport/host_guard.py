@@ -13,15 +13,15 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-import orjson
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
 from emcp.settings import HttpSettings
+from emcp.transport.http_errors import send_json_error
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -34,7 +34,7 @@ def allowed_hosts(settings: HttpSettings) -> frozenset[str] | None:
     """The host names requests may use; None = any (bound to a non-loopback address, none configured)."""
     if settings.allowed_hosts:
         return frozenset(host.lower() for host in settings.allowed_hosts)
-    return frozenset(LOOPBACK_NAMES) if _is_loopback(settings.host) else None
+    return frozenset(LOOPBACK_NAMES) if is_loopback(settings.host) else None
 
 
 def _host_name(authority: str) -> str:
@@ -79,15 +79,6 @@ class HostGuard:
             headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
             refused = refusal(headers, self.hosts, self.origins)
             if refused is not None:
-                status, reason, message = refused
-                body = orjson.dumps({"error": {"code": reason, "message": message}})
-                prefix = "websocket.http" if scope["type"] == "websocket" else "http"
-                start = {
-                    "type": f"{prefix}.response.start",
-                    "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-                }
-                await send(start)  # type: ignore[arg-type]
-                await send({"type": f"{prefix}.response.body", "body": body})  # type: ignore[arg-type,misc]
+                await send_json_error(scope, send, *refused)
                 return
         await self.app(scope, receive, send)

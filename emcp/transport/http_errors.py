@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import orjson
+from hypercorn.typing import ASGISendCallable, Scope
 from quart import Response
 from werkzeug.exceptions import HTTPException
 
 
+def _body(code: str, message: str) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message}})
+
+
 def json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = orjson.dumps({"error": {"code": code, "message": message}})
-    return Response(body, status=status, content_type="application/json", headers=headers)
+    return Response(_body(code, message), status=status, content_type="application/json", headers=headers)
+
+
+async def send_json_error(
+    scope: Scope, send: ASGISendCallable, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> None:
+    """The same error from ASGI middleware, before any route; on a WebSocket upgrade, as its HTTP refusal."""
+    body = _body(code, message)
+    prefix = "websocket.http" if scope["type"] == "websocket" else "http"
+    fields = {"content-type": "application/json", "content-length": str(len(body)), **(headers or {})}
+    start = {
+        "type": f"{prefix}.response.start",
+        "status": status,
+        "headers": [(name.encode(), value.encode()) for name, value in fields.items()],
+    }
+    await send(start)  # type: ignore[arg-type]
+    await send({"type": f"{prefix}.response.body", "body": body})  # type: ignore[arg-type,misc]
 
 
 def http_exception_to_json(exc: HTTPException) -> Response:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from quart import Quart, Response, request
 
+from emcp.auth.caller import caller_of
 from emcp.nursery import DuplicateRequest, Overloaded, RegistryFull, SessionClosed, SessionRegistry
 from emcp.settings import Settings
 from emcp.transport.event_stream import KEEPALIVE, encode_events, event_stream_response, next_or_keepalive
@@ -31,7 +32,7 @@ def add_sse_routes(app: Quart, registry: SessionRegistry, settings: Settings) ->
     @app.get(SSE_PATH)
     async def open_stream() -> Response:
         try:
-            session = await registry.open_session("sse")
+            session = await registry.open_session("sse", caller_of(request.scope))
         except RegistryFull:
             return json_error(503, "too_many_sessions", "the server holds its maximum number of sessions; retry later")
 
@@ -61,7 +62,7 @@ def add_sse_routes(app: Quart, registry: SessionRegistry, settings: Settings) ->
             return json_error(
                 400, "missing_session_id", f"POST to {MESSAGES_PATH}/<session_id>, the URI of the endpoint event"
             )
-        session = registry.get(session_id)
+        session = registry.get(session_id, caller_of(request.scope))
         if session is None:
             return json_error(404, "session_not_found", "no such session, or it has ended; open a new one")
         try:

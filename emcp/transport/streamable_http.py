@@ -54,6 +54,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from quart import Quart, Response, request
 
+from emcp.auth.caller import caller_of
 from emcp.nursery import DuplicateRequest, Overloaded, RegistryFull, Session, SessionClosed, SessionRegistry
 from emcp.settings import Settings
 from emcp.transport.event_stream import KEEPALIVE, encode_events, event_stream_response, next_or_keepalive
@@ -72,9 +73,6 @@ REQUEST_CANCELLED = -32800
 # Messages queued for one request's stream (progress notifications, then the response) before the
 # router waits for that stream's reader.
 _STREAM_BUFFER = 16
-# Who owns a stateless request's large results until authentication names callers: every
-# anonymous caller alike, so the unguessable handle is what guards a result.
-ANONYMOUS_CALLER = "caller:anonymous"
 
 
 def _rpc_error(
@@ -222,7 +220,7 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
                 f"missing {SESSION_HEADER} header: send the id the initialize response carried",
                 "missing_session_id",
             )
-        session, router = registry.get(session_id), routers.get(session_id)
+        session, router = registry.get(session_id, caller_of(request.scope)), routers.get(session_id)
         if session is None or router is None:
             return _rpc_error(
                 404, INVALID_REQUEST, "no such session, or it has ended; initialize a new one", "session_not_found"
@@ -247,7 +245,7 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
             return Response(refusal(exc.code, exc.message), status=status, content_type="application/json")
         if isinstance(message, JSONRPCRequest) and message.method == "initialize":
             try:
-                session = await registry.open_session("streamable-http")
+                session = await registry.open_session("streamable-http", caller_of(request.scope))
             except RegistryFull:
                 return too_many_sessions()
             found: tuple[Session, _Router] | Response = (session, start_router(session))
@@ -410,7 +408,7 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
         if isinstance(verdict, InboundLadderRejection):
             return ladder_rejection(verdict.code, verdict.message, verdict.data, message.id)
         try:
-            session = await registry.open_session("streamable-http-stateless", caller=ANONYMOUS_CALLER)
+            session = await registry.open_session("streamable-http-stateless", caller_of(request.scope), stateless=True)
         except RegistryFull:
             return too_many_sessions()
         streaming = False

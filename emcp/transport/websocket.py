@@ -21,6 +21,7 @@ import trio
 from mcp.shared.message import SessionMessage
 from quart import Quart, Response, websocket
 
+from emcp.auth.caller import caller_of
 from emcp.nursery import RegistryFull, Session, SessionClosed, SessionRegistry
 from emcp.settings import Settings
 from emcp.transport.frame_errors import refusal, take
@@ -75,7 +76,7 @@ def add_websocket_route(app: Quart, registry: SessionRegistry, settings: Setting
                 f"offer the WebSocket subprotocol {SUBPROTOCOL!r} (Sec-WebSocket-Protocol: {SUBPROTOCOL})",
             )
         try:
-            session = await registry.open_session("websocket")
+            session = await registry.open_session("websocket", caller_of(websocket.scope))
         except RegistryFull:
             return json_error(503, "too_many_sessions", "the server holds its maximum number of sessions; retry later")
         try:
