@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import orjson
 from quart import Quart, Response, request
@@ -55,8 +56,10 @@ def add_download_route(app: Quart, store: ResultStore) -> None:
             # download is incomplete.
             finished = False
             try:
-                async for block in stream.remaining():
-                    yield encode(block)
+                # aclosing: a download cut short ends the reader here, in this task, which holds its lock.
+                async with aclosing(stream.remaining()) as blocks:
+                    async for block in blocks:
+                        yield encode(block)
                 finished = True
             finally:
                 stream.close("downloaded" if finished else "download ended early")

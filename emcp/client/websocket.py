@@ -124,21 +124,22 @@ async def open_websocket(
 
 @asynccontextmanager
 async def websocket_client(
-    url: str, *, connect_timeout: float = 10.0
+    url: str, *, headers: dict[str, str] | None = None, connect_timeout: float = 10.0
 ) -> AsyncIterator[
     tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
 ]:
     """Connect to an emcp `/mcp/ws` URL (`ws://` or `wss://`) and yield `(read_stream, write_stream)`.
 
     Raises trio-websocket's `ConnectionRejected` (with the HTTP status) when the
-    server refuses the upgrade, e.g. 503 when it holds its maximum of sessions.
-    Leaving the block closes the socket and all four stream ends.
+    server refuses the upgrade, e.g. 503 when it holds its maximum of sessions,
+    or 401 without the bearer token `headers` should carry. Leaving the block
+    closes the socket and all four stream ends.
     """
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
     try:
         async with (
-            open_websocket(url, connect_timeout=connect_timeout) as ws,
+            open_websocket(url, extra_headers=list((headers or {}).items()), connect_timeout=connect_timeout) as ws,
             trio.open_nursery() as nursery,
         ):
             nursery.start_soon(_read_frames, ws, read_send)
