@@ -9,7 +9,7 @@ metadata (`ctx.request` is the emcp `Session`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from typing import Any
 
@@ -24,7 +24,8 @@ from emcp import __version__
 from emcp.auth.caller import ANONYMOUS, Caller
 from emcp.blocks.stream import NDJSON, ResultStore, StreamError
 from emcp.nursery.session import ServeMcp, Session
-from emcp.settings import Settings
+from emcp.rate_limit import RateLimiter
+from emcp.settings import QuerySettings, Settings
 from emcp.sources.base import Source
 from emcp.tools.context import Results, ToolCall
 from emcp.tools.spec import ToolSpec
@@ -39,6 +40,32 @@ INSTRUCTIONS = (
 
 # MCP's code for a resource that does not exist (not among JSON-RPC's reserved ones).
 RESOURCE_NOT_FOUND = -32002
+# emcp's code for a call refused by the caller's rate limit (a server-defined JSON-RPC code).
+RATE_LIMITED = -32029
+# The request `_meta` key in which a call asks for its own timeout, in seconds.
+TIMEOUT_META_KEY = "emcp/timeout"
+
+
+def call_timeout(meta: Mapping[str, Any] | None, settings: QuerySettings) -> float:
+    """The call's timeout: what it asked for in `_meta`, within the server's maximum; else the default."""
+    asked = (meta or {}).get(TIMEOUT_META_KEY)
+    if asked is None:
+        return settings.timeout
+    if isinstance(asked, bool) or not isinstance(asked, int | float) or asked <= 0:
+        raise MCPError(
+            code=types.INVALID_PARAMS,
+            message=f"_meta[{TIMEOUT_META_KEY!r}] must be a positive number of seconds, not {asked!r}",
+        )
+    if settings.max_timeout and asked > settings.max_timeout:
+        raise MCPError(
+            code=types.INVALID_PARAMS,
+            message=f"_meta[{TIMEOUT_META_KEY!r}] asks {asked:g} s; the most this server allows is "
+            f"{settings.max_timeout:g} s",
+            data={"max_timeout": settings.max_timeout},
+        )
+    return float(asked)
+
+
 _BLOCK_URI = re.compile(r"emcp://results/([0-9a-f]{32})/(\d+)")
 
 
@@ -60,6 +87,8 @@ def build_mcp_server(
             settings=settings.blocks,
         )
 
+    rate_limiter = RateLimiter()
+
     def caller_in(ctx: ServerRequestContext[Any]) -> Caller:
         return ctx.request.caller if isinstance(ctx.request, Session) else ANONYMOUS
 
@@ -79,6 +108,16 @@ def build_mcp_server(
                 message=f"Unknown tool: {params.name!r}; tools/list names the tools",
                 data={"tools": tool_names},
             )
+        rate = caller.calls_per_second if caller.calls_per_second is not None else settings.query.calls_per_second
+        wait = rate_limiter.take(caller.name, rate, settings.query.calls_burst)
+        if wait:
+            raise MCPError(
+                code=RATE_LIMITED,
+                message=f"rate limit: at most {rate:g} tool calls per second for {caller.name!r}; "
+                f"retry in {wait:.2f} s",
+                data={"retry_after": round(wait, 3), "calls_per_second": rate},
+            )
+        timeout = call_timeout(params.meta, settings.query)
         session = ctx.request if isinstance(ctx.request, Session) else None
 
         def make_call(spec: ToolSpec) -> ToolCall:
@@ -88,6 +127,7 @@ def build_mcp_server(
                 settings=settings.query,
                 server_statistics=server_statistics,
                 tool_names=tool_names,
+                timeout=timeout,
                 report_progress=ctx.session.report_progress,
                 track_query=session.track_query if session is not None else nullcontext,
                 results=results_for(session),

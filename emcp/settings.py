@@ -74,7 +74,13 @@ class QuerySettings:
     # Worker threads running SQLite statements at once, across all sessions.
     max_threads: int = field(default=8, metadata=AT_LEAST_ONE)
     # Seconds a tool call may run before it is cancelled (and its query interrupted); 0 = no limit.
+    # A call may ask for its own with `_meta: {"emcp/timeout": seconds}`, up to max_timeout.
     timeout: float = 300.0
+    max_timeout: float = 1800.0
+    # Tool calls per second per caller (a token, or all anonymous clients together), with bursts of
+    # up to calls_burst; 0 = unlimited. A token entry's own `calls_per_second` overrides it.
+    calls_per_second: float = 0.0
+    calls_burst: int = field(default=20, metadata=AT_LEAST_ONE)
 
 
 @dataclass

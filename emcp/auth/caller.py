@@ -16,6 +16,8 @@ class Caller:
     name: str
     #: The tools this caller may list and call; None means every tool.
     tools: frozenset[str] | None = None
+    #: Tool calls per second for this caller; None means the server's `query.calls_per_second`.
+    calls_per_second: float | None = None
 
     def may_use(self, tool: str) -> bool:
         return self.tools is None or tool in self.tools

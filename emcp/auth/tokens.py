@@ -23,7 +23,7 @@ from emcp.auth.caller import Caller
 from emcp.settings import SettingsError
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
-_KEYS = frozenset({"name", "sha256", "env", "tools"})
+_KEYS = frozenset({"name", "sha256", "env", "tools", "calls_per_second"})
 # Shorter secrets than this are refused: a token must not be guessable.
 MIN_TOKEN_LENGTH = 24
 
@@ -68,7 +68,8 @@ class TokenBook:
             if name in names:
                 raise SettingsError(f"{where}.name: {name!r} is used twice")
             names.add(name)
-            book.append((_digest_of(entry, where, environ), Caller(name, _tools_of(entry, where, known_tools))))
+            caller = Caller(name, _tools_of(entry, where, known_tools), _rate_of(entry, where))
+            book.append((_digest_of(entry, where, environ), caller))
         return cls(book)
 
     def verify(self, token: str) -> Caller | None:
@@ -94,6 +95,15 @@ def _digest_of(entry: dict[str, Any], where: str, environ: Mapping[str, str]) ->
         state = "is not set" if not token else f"holds a token shorter than {MIN_TOKEN_LENGTH} characters"
         raise SettingsError(f"{where}.env: the variable {variable} {state}; `emcp token` prints a good one")
     return digest(token)
+
+
+def _rate_of(entry: dict[str, Any], where: str) -> float | None:
+    rate = entry.get("calls_per_second")
+    if rate is None:
+        return None
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0:
+        raise SettingsError(f"{where}.calls_per_second: expected a number of calls per second (0 = unlimited)")
+    return float(rate)
 
 
 def _tools_of(entry: dict[str, Any], where: str, known: frozenset[str]) -> frozenset[str] | None:

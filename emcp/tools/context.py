@@ -60,6 +60,8 @@ class ToolCall:
     # Server-wide figures for node_status (sessions, requests, uptime).
     server_statistics: Callable[[], dict[str, Any]]
     tool_names: list[str]
+    # Seconds the call may run (0 = no limit): the server's default, or what the call asked for.
+    timeout: float
     report_progress: Progress = _no_progress
     # Counts the call's source query against its session while it runs.
     track_query: Callable[[], AbstractContextManager[None]] = field(default=nullcontext)

@@ -98,7 +98,7 @@ class ToolSet:
                 f"check the arguments against the input schema of {name!r} (tools/list)",
             )
         call = make_call(spec)
-        timeout = call.settings.timeout
+        timeout = call.timeout
         try:
             with trio.move_on_after(timeout or float("inf")) as deadline:
                 structured = await OPERATIONS[spec.operation](call, args)
