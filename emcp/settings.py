@@ -118,12 +118,40 @@ class EdgeLakeSettings:
 
 
 @dataclass
+class JwtSettings:
+    # OAuth 2.1 resource-server mode: the issuer's JWKS, as an https URL or a file; "" = off.
+    jwks: str = ""
+    # The `iss` every token must carry, and the `aud`: this server's resource URL (its /mcp URL).
+    issuer: str = ""
+    audience: str = ""
+    # Scopes every token must grant (403 naming them otherwise).
+    scopes: list[str] = field(default_factory=list)
+    algorithms: list[str] = field(default_factory=lambda: ["RS256", "ES256"])
+    # Advertised at /.well-known/oauth-protected-resource; default: [issuer].
+    authorization_servers: list[str] = field(default_factory=list)
+    # Seconds of clock skew tolerated on exp/nbf/iat.
+    leeway: float = 30.0
+    # A JWKS URL is fetched again for a key id it lacked at most this often (seconds).
+    refetch_every: float = 60.0
+
+
+@dataclass
 class AuthSettings:
     # Bearer tokens, each {name, sha256 | env, tools}: see emcp/auth/tokens.py and docs/SECURITY.md.
     # None configured = no auth, which emcp allows only on a loopback address unless `insecure`.
     tokens: list[dict[str, Any]] = field(default_factory=list)
     # Serve a non-loopback address without auth (`emcp serve --insecure`): anyone who reaches it may call.
     insecure: bool = False
+    jwt: JwtSettings = field(default_factory=JwtSettings)
+
+
+@dataclass
+class LoggingSettings:
+    # "text" (one readable line per record) or "json" (one JSON object per line, for log collectors).
+    format: str = "text"
+    # Put the SQL of each tool call in its request log line. Off by default: SQL carries data
+    # (the values in a WHERE clause), which logs are not meant to hold.
+    sql: bool = False
 
 
 @dataclass

@@ -1,18 +1,23 @@
 """Every HTTP request and WebSocket upgrade proves who it is before any route runs.
 
-The client sends `Authorization: Bearer <token>`; a missing or unknown token
-gets 401 with `WWW-Authenticate` (RFC 6750), so an MCP client knows to ask
-its user for credentials. The caller found is left in the ASGI scope, where
-transports read it to open sessions for it, refuse its sessions to anyone
-else, and filter the tools it may list and call. Health probes stay open:
-they reveal nothing, and orchestrators call them without credentials.
+The client sends `Authorization: Bearer <token>`: one of the configured
+tokens, or, in OAuth resource-server mode, a JWT from the issuer. A missing
+or refused token gets 401 with `WWW-Authenticate` (RFC 6750), which in OAuth
+mode also points at the protected-resource metadata (RFC 9728) so an MCP
+client can find the issuer; a valid JWT without the required scopes gets 403
+naming them. The caller found is left in the ASGI scope, where transports read
+it to open sessions for it, refuse its sessions to anyone else, and filter the
+tools it may list and call. Health probes and the metadata stay open: they
+reveal nothing, and orchestrators and clients read them without credentials.
 """
 
 from __future__ import annotations
 
+import orjson
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
 from emcp.auth.caller import SCOPE_KEY
+from emcp.auth.oauth import METADATA_PATH, JwtVerifier, Refusal
 from emcp.auth.tokens import TokenBook
 from emcp.transport.http_errors import send_json_error
 
@@ -28,24 +33,59 @@ def bearer_token(scope: Scope) -> str | None:
     return None
 
 
-class AuthGuard:
-    """ASGI middleware: 401 unless the request carries a token of `book`; the caller goes into the scope."""
+def _origin(scope: Scope) -> str:
+    host = next((value.decode("latin-1") for name, value in scope["headers"] if name.lower() == b"host"), "")
+    scheme = {"ws": "http", "wss": "https"}.get(scope["scheme"], scope["scheme"])
+    return f"{scheme}://{host}"
 
-    def __init__(self, app: ASGIFramework, book: TokenBook) -> None:
+
+class AuthGuard:
+    """ASGI middleware: 401/403 unless the request carries a token `book` or `jwt` accepts."""
+
+    def __init__(self, app: ASGIFramework, book: TokenBook, jwt: JwtVerifier | None = None) -> None:
         self.app = app
         self.book = book
+        self.jwt = jwt
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-        if scope["type"] in ("http", "websocket") and scope["path"] not in PUBLIC_PATHS:
-            token = bearer_token(scope)
-            caller = self.book.verify(token) if token is not None else None
-            if caller is None:
-                if token is None:
-                    challenge, message = REALM, "send Authorization: Bearer <token>; this server requires a token"
-                else:
-                    challenge = f'{REALM}, error="invalid_token"'
-                    message = "the bearer token is not one this server knows; check it, or ask for a new one"
-                await send_json_error(scope, send, 401, "unauthorized", message, {"WWW-Authenticate": challenge})
-                return
-            scope[SCOPE_KEY] = caller  # type: ignore[literal-required]
+        if scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self.jwt is not None and scope["path"].startswith(METADATA_PATH) and scope["type"] == "http":
+            await self._send_metadata(send)
+            return
+        token = bearer_token(scope)
+        if token is None:
+            message = "send Authorization: Bearer <token>; this server requires a token"
+            await self._refuse(scope, send, Refusal(401, "", message))
+            return
+        found = self.book.verify(token)
+        if found is None:
+            found = (
+                await self.jwt.verify(token)
+                if self.jwt is not None
+                else Refusal(401, "invalid_token", "the bearer token is not one this server knows; check it")
+            )
+        if isinstance(found, Refusal):
+            await self._refuse(scope, send, found)
+            return
+        scope[SCOPE_KEY] = found  # type: ignore[literal-required]
         await self.app(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, send: ASGISendCallable, refusal: Refusal) -> None:
+        challenge = REALM
+        if self.jwt is not None:
+            challenge += f', resource_metadata="{_origin(scope)}{METADATA_PATH}"'
+        if refusal.error:
+            challenge += f', error="{refusal.error}"'
+        if refusal.scope:
+            challenge += f', scope="{refusal.scope}"'
+        code = "insufficient_scope" if refusal.status == 403 else "unauthorized"
+        await send_json_error(scope, send, refusal.status, code, refusal.description, {"WWW-Authenticate": challenge})
+
+    async def _send_metadata(self, send: ASGISendCallable) -> None:
+        assert self.jwt is not None
+        body = orjson.dumps(self.jwt.resource_metadata)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})  # type: ignore[typeddict-item]
+        await send({"type": "http.response.body", "body": body})  # type: ignore[typeddict-item]
