@@ -98,6 +98,7 @@ class SessionRegistry:
     async def drain(self, grace: float) -> None:
         """Stop admitting sessions, give in-flight requests `grace` seconds, then close every session."""
         self.draining = True
+        self.watch.changed()
         with trio.move_on_after(grace):
             await self.watch.wait_until(lambda: self.statistics().requests_in_flight == 0)
         self.close_all("server shutting down")
