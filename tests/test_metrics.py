@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from emcp import EmcpServer, Settings, load_settings, open_server
 from emcp.client import websocket_client
+from emcp.dispatch import RATE_LIMITED
 from emcp.ops import Limit
 from emcp.ops.metrics import CONTENT_TYPE
 from tests.conftest import SLOW_SQL, mcp_session, rpc, wait_running
@@ -137,10 +138,11 @@ async def test_an_in_flight_refusal_is_counted(settings: Settings) -> None:
     assert metrics.value("emcp_rejections_total", limit=Limit.SESSIONS) == 0
 
 
-async def test_full_registry_oversized_bodies_and_timed_out_calls_are_counted(settings: Settings) -> None:
+async def test_refusals_are_counted_by_limit(settings: Settings) -> None:
     settings.sessions.max_sessions = 1
     settings.http.max_body_bytes = 1000
-    settings.query.timeout = 0.2
+    settings.query.calls_per_second = 0.001  # no refill during the test
+    settings.query.calls_burst = 2
     with trio.fail_after(30):
         async with open_server(settings) as server, mcp_session(server) as session:
             (live,) = server.registry.sessions()
@@ -149,14 +151,21 @@ async def test_full_registry_oversized_bodies_and_timed_out_calls_are_counted(se
                 assert (await http.post("/mcp", content=b"x" * 1001)).status_code == 413
                 full = await http.post("/mcp", json=INITIALIZE)
                 assert full.status_code == 503, full.text
-            timed_out = await session.call_tool("sql", {"database": "new_company", "sql": SLOW_SQL})
+            # The call's own timeout, asked in _meta, well under query.timeout.
+            slow = {"database": "new_company", "sql": SLOW_SQL}
+            timed_out = await session.call_tool("sql", slow, meta={"emcp/timeout": 0.2})
             assert timed_out.is_error and "Error (timeout)" in timed_out.content[0].text
+            assert not (await session.call_tool("list_databases", {})).is_error
+            with pytest.raises(MCPError, match="rate limit"):
+                await session.call_tool("list_databases", {})
             metrics = await scrape(server)
     assert metrics.value("emcp_rejections_total", limit=Limit.BODY_SIZE) == 2
     assert metrics.value("emcp_rejections_total", limit=Limit.SESSIONS) == 1
     assert metrics.value("emcp_rejections_total", limit=Limit.REQUEST_TIMEOUT) == 1
     assert metrics.calls("sql", "tool_error", "timeout") == 1
-    assert metrics.value("emcp_rejections_total", limit=Limit.RATE) == 0  # exposed, for the rate limiter to count
+    assert metrics.value("emcp_rejections_total", limit=Limit.RATE) == 1
+    assert metrics.calls("list_databases", "error", str(RATE_LIMITED)) == 1
+    assert metrics.value("emcp_rejections_total", limit=Limit.IN_FLIGHT) == 0
 
 
 async def test_block_streams_their_bytes_and_the_streams_limit(settings: Settings) -> None:

@@ -41,11 +41,11 @@ class Limit(StrEnum):
     SESSIONS = "sessions"
     #: A request body over `http.max_body_bytes`: HTTP 413.
     BODY_SIZE = "body_size"
-    #: A tool call stopped at `query.timeout`.
+    #: A tool call stopped at its timeout (`query.timeout`, or what it asked for in `_meta`).
     REQUEST_TIMEOUT = "request_timeout"
     #: No room for another block stream (`blocks.max_per_session`, `blocks.max_streams`): the result is truncated.
     RESULT_STREAMS = "result_streams"
-    #: A caller over its request rate: the rate limiter calls `Metrics.rejected(Limit.RATE)` when it refuses.
+    #: A tool call over its caller's rate (`query.calls_per_second`): JSON-RPC -32029.
     RATE = "rate"
 
 

@@ -32,6 +32,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import ValidationError
 
+from emcp.dispatch import RATE_LIMITED, call_timeout
 from emcp.nursery import Session
 from emcp.ops.logs import FIELDS
 from emcp.ops.metrics import Limit, Metrics
@@ -62,7 +63,7 @@ class RequestObserver:
         self._server = server
         self._metrics = metrics
         self._tools = frozenset(tools)
-        self._call_timeout = settings.query.timeout
+        self._query = settings.query
         self._log_sql = settings.logging.sql
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
@@ -99,8 +100,11 @@ class RequestObserver:
             tool = name if isinstance(name, str) and name in self._tools else "other"
         self._metrics.requests.labels(method, tool, outcome, code).inc()
         self._metrics.request_duration.labels(method, tool).observe(seconds)
-        if outcome is Outcome.TOOL_ERROR and code == "timeout" and 0 < self._call_timeout <= seconds:
-            # A source's own `timeout` (an EdgeLake node past edgelake.timeout) comes sooner than the call's.
+        if outcome is Outcome.ERROR and code == str(RATE_LIMITED):
+            self._metrics.rejected(Limit.RATE)
+        elif outcome is Outcome.TOOL_ERROR and code == "timeout" and 0 < call_timeout(ctx.meta, self._query) <= seconds:
+            # The call's own deadline fired. A source's `timeout` (an EdgeLake node past
+            # edgelake.timeout) comes before it; its `_meta` timeout was valid, or the call would not have run.
             self._metrics.rejected(Limit.REQUEST_TIMEOUT)
         if not logger.isEnabledFor(logging.INFO):
             return
