@@ -6,8 +6,12 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Iterator
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -126,6 +130,63 @@ async def test_tokens_and_credentials_never_reach_the_logs(settings: Settings, l
     for secret in (TOKEN, WRONG_TOKEN, download_token):
         assert secret not in logged
     assert "[redacted]" in logged
+
+
+class JsonLog:
+    """A process's stderr parsed as it arrives; every line must be one JSON object."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._pending = b""
+        self.entries: list[dict[str, Any]] = []
+
+    async def wait_for(self, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """Read on until an entry that is `wanted` arrives, and return it."""
+        while True:
+            chunk = await self._stream.receive_some()
+            if not chunk:
+                raise AssertionError(f"stderr ended; it said: {self.entries}")
+            *lines, self._pending = (self._pending + chunk).split(b"\n")
+            new = [orjson.loads(line) for line in lines]
+            self.entries += new
+            found = [entry for entry in new if wanted(entry)]
+            if found:
+                return found[0]
+
+
+async def test_emcp_serve_log_format_json_writes_json_lines(demo_dir: Path) -> None:
+    serve = ["serve", "--port", "0", "--data-dir", str(demo_dir), "--log-format", "json"]
+    command = [sys.executable, "-m", "emcp", *serve]
+    with trio.fail_after(60):
+        process = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            assert process.stderr is not None
+            log = JsonLog(process.stderr)
+            running = await log.wait_for(lambda entry: entry["message"].startswith("Running on "))
+            url = running["message"].split()[2]
+            async with sse_client(f"{url}/mcp/sse") as (read, write), ClientSession(read, write) as session:
+                await session.initialize()
+                await session.call_tool("list_databases", {})
+                call = await log.wait_for(lambda entry: entry.get("tool") == "list_databases")
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+        finally:
+            process.kill()
+            await process.wait()
+            if process.stderr is not None:
+                await process.stderr.aclose()
+    assert (call["logger"], call["transport"], call["outcome"]) == ("emcp.requests", "sse", "ok")
+
+
+async def test_an_unknown_log_format_in_the_config_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "emcp.yaml"
+    config.write_text("logging: {format: xml}\n")
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            [sys.executable, "-m", "emcp", "serve", "--config", str(config)], capture_stderr=True, check=False
+        )
+    assert done.returncode == 2
+    assert b"logging.format: expected one of text, json, got 'xml'" in done.stderr
 
 
 @pytest.mark.parametrize(
