@@ -11,9 +11,11 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from emcp.auth import AuthGuard, TokenBook
+from emcp.auth.oauth import JwtVerifier
 from emcp.blocks.download import add_download_route
 from emcp.blocks.stream import ResultStore
 from emcp.nursery import SessionRegistry
+from emcp.ops import Observability, add_ops_routes
 from emcp.settings import Settings
 from emcp.transport.host_guard import HostGuard
 from emcp.transport.http_errors import http_exception_to_json, json_error
@@ -57,8 +59,15 @@ class _FinishResponses:
         await self.app(scope, receive, send_finishing)
 
 
-def create_app(registry: SessionRegistry, results: ResultStore, settings: Settings, tokens: TokenBook) -> QuartTrio:
-    """Every route, behind the Host/Origin check and, when `tokens` holds any, the bearer-token check."""
+def create_app(
+    registry: SessionRegistry,
+    results: ResultStore,
+    settings: Settings,
+    tokens: TokenBook,
+    jwt: JwtVerifier | None,
+    ops: Observability,
+) -> QuartTrio:
+    """Every route, behind the Host/Origin check and, when tokens or a JWT issuer are set, the bearer check."""
     app = QuartTrio("emcp")
     app.config["MAX_CONTENT_LENGTH"] = settings.http.max_body_bytes
     app.register_error_handler(HTTPException, http_exception_to_json)
@@ -69,11 +78,12 @@ def create_app(registry: SessionRegistry, results: ResultStore, settings: Settin
         return json_error(500, "internal_error", "the server failed to handle this request; it has been logged")
 
     inner: ASGIFramework = _FinishResponses(app.asgi_app)
-    if tokens:
-        inner = AuthGuard(inner, tokens)
+    if tokens or jwt is not None:
+        inner = AuthGuard(inner, tokens, jwt)
     app.asgi_app = HostGuard(inner, settings.http)
     add_sse_routes(app, registry, settings)
     add_streamable_http_routes(app, registry, settings)
     add_websocket_route(app, registry, settings)
     add_download_route(app, results)
+    add_ops_routes(app, ops)
     return app

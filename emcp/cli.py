@@ -15,6 +15,7 @@ from emcp import __version__
 from emcp.allocator import tune_for_blocks
 from emcp.auth import new_token
 from emcp.export import ExportError, ExportRequest, export
+from emcp.ops.logs import FORMATS, configure_logging
 from emcp.server import open_core, open_server
 from emcp.settings import Settings, SettingsError, load_settings
 from emcp.sources.base import SourceError
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     serving.add_argument("--config", type=Path, help="a YAML config file (settings and your own tools)")
     serving.add_argument("--data-dir", type=Path, help="where the demo data is generated")
     serving.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serving.add_argument(
+        "--log-format", choices=FORMATS, help="text (default) or json: one JSON object per line, for log collectors"
+    )
     serve = commands.add_parser("serve", parents=[serving], help="serve MCP over HTTP (SSE, WebSocket)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8765; 0 picks a free one)")
@@ -129,16 +133,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"token (give it to the client, keep it secret): {token}")
         print(f"config entry:\nauth:\n  tokens:\n    - name: {args.name}\n      sha256: {digest}")
         return 0
-    # Explicitly stderr: under `emcp stdio`, stdout is the protocol stream.
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
     try:
         if args.command == "stdio":
             # The client owns the process and ends the session by closing stdin;
             # an idle timeout would only kill the server under a quiet client.
             settings = load_settings(
-                args.config, source=args.source, data_dir=args.data_dir, sessions__idle_timeout=0.0
+                args.config,
+                source=args.source,
+                data_dir=args.data_dir,
+                sessions__idle_timeout=0.0,
+                logging__format=args.log_format,
             )
             serve = _stdio_until_signal
         else:
@@ -149,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
                 auth__insecure=args.insecure,
                 source=args.source,
                 data_dir=args.data_dir,
+                logging__format=args.log_format,
             )
             serve = _serve_until_signal
+        configure_logging(args.log_level, settings.logging)
         if settings.blocks.tune_malloc:
             tune_for_blocks(settings.blocks.size)
         trio.run(serve, settings)

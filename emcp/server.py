@@ -26,9 +26,11 @@ from mcp.server.lowlevel import Server
 
 from emcp.app import create_app
 from emcp.auth import TokenBook
+from emcp.auth.oauth import JwtVerifier, verifier_for
 from emcp.blocks.stream import ResultStore
 from emcp.dispatch import build_mcp_server, session_runner
 from emcp.nursery import SessionRegistry, open_session_registry
+from emcp.ops import Observability
 from emcp.settings import Settings, SettingsError
 from emcp.sources import open_source
 from emcp.sources.base import Source
@@ -48,11 +50,13 @@ Customize = Callable[[Server[Any]], None]
 class EmcpServer:
     """A running server: its addresses and the live objects behind them."""
 
-    def __init__(self, settings: Settings, source: Source, toolset: ToolSet) -> None:
+    def __init__(self, settings: Settings, source: Source, toolset: ToolSet, ops: Observability) -> None:
         self.settings = settings
         self.source = source
         self.toolset = toolset
+        self.ops = ops
         self.tokens = TokenBook([])
+        self.jwt: JwtVerifier | None = None
         self.results = ResultStore(settings.blocks)
         self.registry: SessionRegistry
         self.urls: list[str] = []
@@ -106,16 +110,22 @@ async def open_core(settings: Settings, customize: Customize | None = None) -> A
     are cancelled (interrupting their queries), then the source is released.
     `server.urls` stays empty.
     """
-    source = await open_source(settings)
+    ops = Observability(settings)
+    source = ops.observe_source(await open_source(settings))
     try:
-        server = EmcpServer(settings, source, ToolSet.load(settings, source))
+        server = EmcpServer(settings, source, ToolSet.load(settings, source), ops)
         # Checked before anything starts, so a bad auth config stops emcp with its message alone.
         server.tokens = _token_book(settings, server.toolset)
+        server.jwt = verifier_for(settings.auth.jwt)
+        if server.jwt is not None:
+            await server.jwt.load()
         mcp_server = build_mcp_server(server.toolset, source, settings, server.results, server.statistics)
+        ops.observe_requests(mcp_server, server.toolset.names)
         if customize is not None:
             customize(mcp_server)
         async with open_session_registry(settings.sessions, session_runner(mcp_server)) as registry:
             server.registry = registry
+            ops.observe_server(registry, server.results)
             try:
                 yield server
             finally:
@@ -131,10 +141,10 @@ async def open_core(settings: Settings, customize: Customize | None = None) -> A
 def _token_book(settings: Settings, toolset: ToolSet) -> TokenBook:
     """The configured tokens; no tokens is refused off loopback unless the operator said `insecure`."""
     book = TokenBook.from_settings(settings.auth.tokens, toolset.names)
-    if not book and not is_loopback(settings.http.host) and not settings.auth.insecure:
+    if not book and not settings.auth.jwt.jwks and not is_loopback(settings.http.host) and not settings.auth.insecure:
         raise SettingsError(
             f"refusing to serve {settings.http.host} without auth: anyone who reaches it could query the data. "
-            "Configure auth.tokens (`emcp token` prints one), bind a loopback address, "
+            "Configure auth.tokens (`emcp token` prints one) or auth.jwt, bind a loopback address, "
             "or pass --insecure if something in front of emcp already authenticates"
         )
     return book
@@ -144,7 +154,7 @@ def _token_book(settings: Settings, toolset: ToolSet) -> TokenBook:
 async def open_server(settings: Settings, customize: Customize | None = None) -> AsyncIterator[EmcpServer]:
     """`open_core` plus the HTTP listener: bound and serving when the block starts."""
     async with open_core(settings, customize) as server:
-        app = create_app(server.registry, server.results, settings, server.tokens)
+        app = create_app(server.registry, server.results, settings, server.tokens, server.jwt, server.ops)
         stop_listening = trio.Event()
         async with trio.open_nursery() as nursery:
             server.urls = await nursery.start(

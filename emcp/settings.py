@@ -49,6 +49,9 @@ class HttpSettings:
     # Origins (scheme://host[:port]) whose pages may call the server, beyond those of the allowed
     # hosts. A request with any other Origin header is refused.
     allowed_origins: list[str] = field(default_factory=list)
+    # Seconds /readyz waits for the source's status check before answering 503: keep it under the
+    # orchestrator's probe timeout (Kubernetes: 1 s by default).
+    ready_timeout: float = 0.8
 
 
 @dataclass
@@ -167,6 +170,7 @@ class Settings:
     blocks: BlocksSettings = field(default_factory=BlocksSettings)
     edgelake: EdgeLakeSettings = field(default_factory=EdgeLakeSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
     # Tools declared inline in the config file (same shape as tools.yaml entries).
     tools: list[dict[str, Any]] = field(default_factory=list)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from functools import partial
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 

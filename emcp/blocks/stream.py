@@ -258,12 +258,15 @@ class ResultStore:
         self.watch = Watch()
         self.opened = 0
         self.bytes_streamed = 0
+        # Results refused a stream because a limit was reached (they come back truncated instead).
+        self.rejected = 0
 
     def create(self, owner: str, caller: str) -> ResultStream:
         """A stream for a query about to run; it counts against the limits once it really streams."""
         streaming = self.streams()
         owned = sum(1 for s in streaming if s.owner == owner)
         if len(streaming) >= self.settings.max_streams or owned >= self.settings.max_per_session:
+            self.rejected += 1
             raise TooManyResults
         stream = ResultStream(owner, caller, self.settings, self)
         self._streams[stream.handle] = stream
@@ -299,5 +302,6 @@ class ResultStore:
         return {
             "result_streams_open": len(self.streams()),
             "result_streams_opened": self.opened,
+            "result_streams_rejected": self.rejected,
             "result_bytes_streamed": self.bytes_streamed + sum(s.bytes_produced for s in self._streams.values()),
         }

@@ -32,6 +32,7 @@ class RegistryStatistics:
     requests_in_flight: int
     queries_running: int
     cancellations: int
+    requests_overloaded: int
     draining: bool
 
 
@@ -43,8 +44,9 @@ class SessionRegistry:
         self._sessions: dict[str, Session] = {}
         self._opened = 0
         self._rejected = 0
-        # Cancellations of sessions that have already left, so totals never go down.
+        # Cancellations and overload refusals of sessions that have already left, so totals never go down.
         self._past_cancellations = 0
+        self._past_overloaded = 0
         self.draining = False
         self.watch = Watch()
 
@@ -78,6 +80,7 @@ class SessionRegistry:
             await session.run(self._serve_mcp, task_status=task_status)
         finally:
             self._past_cancellations += session.cancellations
+            self._past_overloaded += session.overloaded
             del self._sessions[session.id]
             self.watch.changed()
 
@@ -113,6 +116,7 @@ class SessionRegistry:
             requests_in_flight=sum(s.requests_in_flight for s in stats),
             queries_running=sum(s.queries_running for s in stats),
             cancellations=self._past_cancellations + sum(s.cancellations for s in stats),
+            requests_overloaded=self._past_overloaded + sum(s.overloaded for s in stats),
             draining=self.draining,
         )
 

@@ -75,6 +75,7 @@ class SessionStatistics:
     requests_total: int
     queries_running: int
     cancellations: int
+    overloaded: int
     closed: bool
 
 
@@ -117,6 +118,8 @@ class Session:
         self.requests_total = 0
         self.queries_running = 0
         self.cancellations = 0
+        # Requests refused with Overloaded: no in-flight slot within the admission timeout.
+        self.overloaded = 0
         self._touch()
 
     # -- lifecycle -----------------------------------------------------------
@@ -190,7 +193,10 @@ class Session:
                 await self._slots.acquire()
                 acquired = True
             if not acquired:
-                raise SessionClosed if self.closed.is_set() else Overloaded(self._settings.max_in_flight)
+                if self.closed.is_set():
+                    raise SessionClosed
+                self.overloaded += 1
+                raise Overloaded(self._settings.max_in_flight)
             if self.closed.is_set() or key in self._in_flight:
                 # Closed, or a twin of this id was admitted while we waited.
                 self._slots.release()
@@ -283,5 +289,6 @@ class Session:
             requests_total=self.requests_total,
             queries_running=self.queries_running,
             cancellations=self.cancellations,
+            overloaded=self.overloaded,
             closed=self.closed.is_set(),
         )
