@@ -3,17 +3,25 @@ port 0, and MCP client sessions over the SDK's own `sse_client`."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 
 from emcp import EmcpServer, Settings, load_settings, open_server
 from emcp.sources.demo import ensure_demo_data
+
+# Property tests draw the same examples on every run, so a suite that passed passes again;
+# HYPOTHESIS_PROFILE=explore draws new ones on each run, to look for what those miss.
+hypothesis.settings.register_profile("emcp", derandomize=True, database=None, deadline=None)
+hypothesis.settings.register_profile("explore", database=None, deadline=None)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "emcp"))
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,15 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-__all__ = ["FORBIDDEN_FUNCTIONS", "SqlRejected", "check_select", "first_line", "function_names", "too_deep"]
+__all__ = [
+    "FORBIDDEN_FUNCTIONS",
+    "FORBIDDEN_TABLE_FUNCTIONS",
+    "SqlRejected",
+    "check_select",
+    "first_line",
+    "function_names",
+    "too_deep",
+]
 
 
 class SqlRejected(Exception):
@@ -30,12 +38,22 @@ class SqlRejected(Exception):
         self.hint = hint
 
 
+# Table-valued functions that list or read files. SQLite also finds them by a
+# bare table name, their arguments given as hidden columns (`SELECT name FROM
+# fsdir WHERE path = '/etc'`), so a table of that name is refused too.
+FORBIDDEN_TABLE_FUNCTIONS: frozenset[str] = frozenset({"fsdir", "zipfile", "fileio_ls", "fileio_scan", "lines_read"})
+
+# SQLite runs `PRAGMA x` for the table-valued function (or bare table name)
+# `pragma_x`, and some pragmas write: `SELECT * FROM pragma_optimize(0x10002)`
+# runs ANALYZE and creates sqlite_stat1.
+_PRAGMA_PREFIX = "pragma_"
+
 # Functions that read or write files, load native code, run SQL given as a string,
 # change server or sequence state, or leak build internals, across the engines a
 # source may speak (SQLite and its CLI/sqlean extensions, PostgreSQL, DuckDB,
 # MySQL). Matched case-insensitively against the name as written (unknown
 # functions) and every name sqlglot knows a typed function by.
-FORBIDDEN_FUNCTIONS: frozenset[str] = frozenset(
+FORBIDDEN_FUNCTIONS: frozenset[str] = FORBIDDEN_TABLE_FUNCTIONS | frozenset(
     {
         # SQLite core and CLI
         "load_extension",
@@ -45,8 +63,6 @@ FORBIDDEN_FUNCTIONS: frozenset[str] = frozenset(
         "fts3_tokenizer",
         "sqlite_compileoption_get",
         "sqlite_compileoption_used",
-        "fsdir",
-        "zipfile",
         "sqlar_compress",
         "sqlar_uncompress",
         # sqlean extensions: file I/O and SQL-from-a-string
@@ -58,9 +74,6 @@ FORBIDDEN_FUNCTIONS: frozenset[str] = frozenset(
         "fileio_append",
         "fileio_mkdir",
         "fileio_symlink",
-        "fileio_ls",
-        "fileio_scan",
-        "lines_read",
         # PostgreSQL
         "pg_read_file",
         "pg_read_binary_file",
@@ -201,13 +214,31 @@ def check_select(sql: str, *, dialect: str) -> str:
     a WITH clause whose CTEs are queries. Empty statements (stray `;`) and
     comments are dropped; the returned text carries no comments, so nothing the
     guard did not see can reach the database. Raises `SqlRejected` otherwise.
+
+    The database parses the returned text, not the tree checked here, so that
+    text is checked as well and must come back unchanged: sqlglot does not
+    always read its own rendering the way it read the original (it writes
+    `!x` as `NOT x` but `substr(x)` as `SUBSTRING(x)`, which it then cannot
+    parse), and SQL whose meaning could shift on the way is refused.
     """
     try:
-        return _check_select(sql, dialect)
+        rendered = _check_select(sql, dialect)
+        try:
+            stable = _check_select(rendered, dialect) == rendered
+        except SqlRejected:
+            stable = False
     except RecursionError:
         # sqlglot's parser recurses about twenty frames per level of nesting, so
         # some forty nested parentheses or calls exhaust Python's stack.
         raise SqlRejected(too_deep("the SQL"), hint=_FLATTEN_HINT) from None
+    if not stable:
+        excerpt = rendered if len(rendered) <= 80 else rendered[:77] + "..."
+        raise SqlRejected(
+            f"the SQL could not be checked: emcp normalises it to `{excerpt}`, which does not read back the same",
+            hint=f"write it in plain {dialect} SQL: the usual function names with their usual arguments, "
+            "standard operators (NOT rather than !)",
+        )
+    return rendered
 
 
 def too_deep(what: str) -> str:
@@ -237,7 +268,10 @@ def _check_select(sql: str, dialect: str) -> str:
     for node in tree.walk():
         if isinstance(node, _FORBIDDEN_NODES):
             raise SqlRejected(f"{_ONLY_SELECT}; found {_describe(node)}", hint=_READ_ONLY_HINT)
-        if isinstance(node, exp.Func) and (banned := function_names(node) & FORBIDDEN_FUNCTIONS):
+        names = _called_names(node)
+        if pragmas := sorted(name for name in names if name.startswith(_PRAGMA_PREFIX)):
+            raise SqlRejected(f"{_ONLY_SELECT}; found {pragmas[0]}, which runs a PRAGMA", hint=_READ_ONLY_HINT)
+        if banned := names & FORBIDDEN_FUNCTIONS:
             name = min(banned)
             raise SqlRejected(
                 f"function {name} is not allowed: it reaches outside the database or changes its state",
@@ -263,6 +297,18 @@ def _check_select(sql: str, dialect: str) -> str:
         raise SqlRejected(f"{_ONLY_SELECT}; found `{excerpt}`, which is not a SELECT", hint=_READ_ONLY_HINT)
 
     return tree.sql(dialect=dialect, comments=False)
+
+
+def _called_names(node: exp.Expr) -> frozenset[str]:
+    """Lower-case names by which `node` may call a function: a call's names, or a table's
+    name when SQLite could take it for a table-valued function (a pragma or a file lister)."""
+    if isinstance(node, exp.Func):
+        return function_names(node)
+    if isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier):
+        name = node.name.lower()
+        if name in FORBIDDEN_TABLE_FUNCTIONS or name.startswith(_PRAGMA_PREFIX):
+            return frozenset({name})
+    return frozenset()
 
 
 def _describe(node: exp.Expr) -> str:
