@@ -37,9 +37,18 @@ def allowed_hosts(settings: HttpSettings) -> frozenset[str] | None:
     return frozenset(LOOPBACK_NAMES) if is_loopback(settings.host) else None
 
 
+def _scheme_and_host(url: str) -> tuple[str, str]:
+    """`http://[::1]:8765` -> `("http", "::1")`; empty strings for what does not parse (an unbalanced `[`)."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme, (parts.hostname or "").lower()
+    except ValueError:
+        return "", ""
+
+
 def _host_name(authority: str) -> str:
     """`example.com:8765` -> `example.com`; `[::1]:8765` -> `::1`."""
-    return (urlsplit("//" + authority).hostname or "").lower()
+    return _scheme_and_host("//" + authority)[1]
 
 
 def refusal(
@@ -55,8 +64,8 @@ def refusal(
         )
     origin = headers.get("origin")
     if origin is not None and origin.lower() not in origins:
-        parts = urlsplit(origin)
-        same_host = parts.scheme in ("http", "https") and (hosts is None or (parts.hostname or "") in hosts)
+        scheme, host = _scheme_and_host(origin)
+        same_host = scheme in ("http", "https") and (hosts is None or host in hosts)
         if not same_host:
             return (
                 403,
