@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx2
 import orjson
 import trio
 import trio.lowlevel
@@ -105,6 +106,27 @@ async def session(host: str, port: int, deadline: float, think: float, tally: Ta
         await ws.aclose()
 
 
+async def server_quantiles(host: str, port: int) -> str:
+    """p50/p95/p99 of tools/call from the server's own histogram: bucket upper bounds, so 'at most'."""
+    async with httpx2.AsyncClient(timeout=10) as http:
+        text = (await http.get(f"http://{host}:{port}/metrics")).text
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("emcp_request_duration_seconds_bucket{") and 'method="tools/call"' in line:
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[float(bound)] = buckets.get(float(bound), 0.0) + float(line.rsplit(" ", 1)[1])
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]] if bounds else 0.0
+    if not total:
+        return "no calls seen"
+
+    def at_most(q: float) -> str:
+        bound = next(b for b in bounds if buckets[b] >= q * total)
+        return f"<= {bound * 1e3:g} ms"
+
+    return f"p50 {at_most(0.5)}, p95 {at_most(0.95)}, p99 {at_most(0.99)}"
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=1000)
@@ -141,6 +163,7 @@ async def main() -> None:
                 samples.append((elapsed, rss_mib(server.pid)))
                 calls, errors = len(tally.latencies), sum(tally.errors.values())
                 print(f"  {elapsed:6.0f} s: RSS {samples[-1][1]:7.1f} MiB, {calls} calls, {errors} errors")
+        server_side = await server_quantiles(host.decode(), int(port))
     finally:
         server.terminate()
         await server.wait()
@@ -149,6 +172,7 @@ async def main() -> None:
     elapsed = samples[-1][0] or 1.0
     print(f"calls: {len(lat)} ({len(lat) / elapsed:.1f}/s); errors: {sum(tally.errors.values())} {tally.errors or ''}")
     print(f"latency ms: p50 {quantile[49] * 1e3:.1f}, p95 {quantile[94] * 1e3:.1f}, p99 {quantile[98] * 1e3:.1f}")
+    print(f"as the server timed tools/call (dispatch to result, from /metrics buckets): {server_side}")
     first, last = samples[0][1], samples[-1][1]
     print(f"server RSS with all sessions open: start {first:.1f} MiB, end {last:.1f} MiB ({last - first:+.1f} MiB)")
 

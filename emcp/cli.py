@@ -14,6 +14,7 @@ import trio
 from emcp import __version__
 from emcp.allocator import tune_for_blocks
 from emcp.auth import new_token
+from emcp.collector import freeze_startup_objects, tune_collector
 from emcp.export import ExportError, ExportRequest, export
 from emcp.ops.logs import FORMATS, configure_logging
 from emcp.server import open_core, open_server
@@ -95,6 +96,7 @@ def _export(args: argparse.Namespace) -> int:
 async def _serve_until_signal(settings: Settings) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_server(settings) as server:
+            freeze_startup_objects()
             print(f"emcp {__version__} serving {server.source.kind} data", flush=True)
             print(f"  Streamable HTTP (protocols 2025-03-26 to 2026-07-28): {server.mcp_url}", flush=True)
             print(f"  SSE endpoint (protocol 2024-11-05): {server.sse_url}", flush=True)
@@ -111,6 +113,7 @@ async def _stdio_until_signal(settings: Settings) -> None:
     """
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_core(settings) as server, trio.open_nursery() as nursery:
+            freeze_startup_objects()
 
             async def stop_on_signal() -> None:
                 async for signum in signals:
@@ -159,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(args.log_level, settings.logging)
         if settings.blocks.tune_malloc:
             tune_for_blocks(settings.blocks.size)
+        tune_collector(settings.runtime.gc_threshold)
         trio.run(serve, settings)
     except (SettingsError, SourceError, ToolSpecError) as exc:
         print(f"emcp: {exc}", file=sys.stderr)
