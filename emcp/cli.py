@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -43,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     serving.add_argument(
         "--log-format", choices=FORMATS, help="text (default) or json: one JSON object per line, for log collectors"
     )
-    serve = commands.add_parser("serve", parents=[serving], help="serve MCP over HTTP (SSE, WebSocket)")
+    serve = commands.add_parser("serve", parents=[serving], help="serve MCP over HTTP (Streamable HTTP, SSE, WebSocket)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8765; 0 picks a free one)")
     serve.add_argument(
@@ -127,6 +128,19 @@ async def _stdio_until_signal(settings: Settings) -> None:
             nursery.cancel_scope.cancel()
 
 
+def _run(serve: Callable[[Settings], Awaitable[None]], settings: Settings) -> None:
+    """`trio.run`, with a lone error out of the server's nurseries (a port in use...) raised as itself."""
+    try:
+        trio.run(serve, settings)
+    except BaseExceptionGroup as group:
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        if isinstance(leaf, OSError | SettingsError | SourceError | ToolSpecError):
+            raise leaf from None
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "export":
@@ -163,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         if settings.blocks.tune_malloc:
             tune_for_blocks(settings.blocks.size)
         tune_collector(settings.runtime.gc_threshold)
-        trio.run(serve, settings)
+        _run(serve, settings)
     except (SettingsError, SourceError, ToolSpecError) as exc:
         print(f"emcp: {exc}", file=sys.stderr)
         return 2

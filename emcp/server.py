@@ -92,12 +92,18 @@ def _hypercorn_config(settings: Settings) -> Config:
     host = settings.http.host
     config.bind = [f"[{host}]:{settings.http.port}" if ":" in host else f"{host}:{settings.http.port}"]
     config.backlog = settings.http.backlog
-    config.graceful_timeout = settings.http.graceful_timeout
+    # emcp's own drain (registry.drain) ends every stream within graceful_timeout; hypercorn's cut-off of
+    # connections comes after it, so a stream ended at shutdown ends cleanly rather than being cut.
+    config.graceful_timeout = settings.http.graceful_timeout + SHUTDOWN_MARGIN
     config.websocket_ping_interval = settings.http.ws_ping_interval or None  # 0 = no pings
     config.websocket_max_message_size = settings.http.ws_max_message_bytes
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     return config
+
+
+# Seconds hypercorn waits for connections beyond emcp's own grace period at shutdown.
+SHUTDOWN_MARGIN = 5.0
 
 
 @asynccontextmanager

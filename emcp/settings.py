@@ -26,6 +26,8 @@ def _default_data_dir() -> Path:
 
 # Field metadata for limits where 0 would refuse everything (or deadlock) rather than mean "off".
 AT_LEAST_ONE = {"min": 1}
+# For durations where 0 would spin (a keepalive loop) or fail everything (a timeout) rather than mean "off".
+POSITIVE = {"positive": True}
 
 
 @dataclass
@@ -35,7 +37,7 @@ class HttpSettings:
     # Requests beyond this body size get 413 before the body is read whole.
     max_body_bytes: int = field(default=1024 * 1024, metadata=AT_LEAST_ONE)
     # Seconds between SSE keepalive comments: how a vanished peer is noticed.
-    keepalive: float = 15.0
+    keepalive: float = field(default=15.0, metadata=POSITIVE)
     # Seconds that open connections get to finish after a shutdown trigger.
     graceful_timeout: float = 3.0
     backlog: int = field(default=4096, metadata=AT_LEAST_ONE)
@@ -51,7 +53,7 @@ class HttpSettings:
     allowed_origins: list[str] = field(default_factory=list)
     # Seconds /readyz waits for the source's status check before answering 503: keep it under the
     # orchestrator's probe timeout (Kubernetes: 1 s by default).
-    ready_timeout: float = 0.8
+    ready_timeout: float = field(default=0.8, metadata=POSITIVE)
 
 
 @dataclass
@@ -61,7 +63,7 @@ class SessionSettings:
     # written; a client that stops reading holds at most this many results.
     max_in_flight: int = field(default=16, metadata=AT_LEAST_ONE)
     # How long a POSTed request waits for an in-flight slot before 429.
-    admission_timeout: float = 30.0
+    admission_timeout: float = field(default=30.0, metadata=POSITIVE)
     # A session with nothing in flight and no message for this long is closed; 0 = never.
     idle_timeout: float = 3600.0
 
@@ -140,7 +142,8 @@ class JwtSettings:
 
 @dataclass
 class AuthSettings:
-    # Bearer tokens, each {name, sha256 | env, tools}: see emcp/auth/tokens.py and docs/SECURITY.md.
+    # Bearer tokens, each {name, sha256 | env, tools, calls_per_second}: see emcp/auth/tokens.py and
+    # docs/SECURITY.md.
     # None configured = no auth, which emcp allows only on a loopback address unless `insecure`.
     tokens: list[dict[str, Any]] = field(default_factory=list)
     # Serve a non-loopback address without auth (`emcp serve --insecure`): anyone who reaches it may call.
@@ -209,6 +212,8 @@ def _merge(target: Any, values: dict[str, Any], where: str) -> None:
             minimum = known[key].metadata.get("min", 0)
             if isinstance(value, int | float) and not isinstance(value, bool) and value < minimum:
                 raise SettingsError(f"{where}{key}: must be at least {minimum}")
+            if known[key].metadata.get("positive") and value <= 0:
+                raise SettingsError(f"{where}{key}: must be more than 0 (0 would not mean off here)")
             setattr(target, key, value)
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 from mcp import ClientSession
 from mcp.client.sse import sse_client
@@ -47,6 +48,34 @@ async def test_serve_prints_urls_and_sigterm_exits_zero(demo_dir: Path) -> None:
             await process.wait()
             if process.stdout is not None:
                 await process.stdout.aclose()
+
+
+async def test_a_port_in_use_exits_1_with_a_message(demo_dir: Path) -> None:
+    with trio.fail_after(60), trio.socket.socket() as taken:
+        await taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = await trio.run_process(
+            [sys.executable, "-m", "emcp", "serve", "--port", str(port), "--data-dir", str(demo_dir)],
+            capture_stderr=True,
+            capture_stdout=True,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(b"emcp: cannot serve: [Errno 98]"), done.stderr[-500:]
+    assert b"Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("setting", ["http:\n  keepalive: 0", "sessions:\n  admission_timeout: 0"])
+async def test_a_zero_that_would_not_mean_off_is_refused(tmp_path: Path, setting: str) -> None:
+    config = tmp_path / "zero.yaml"
+    config.write_text(setting + "\n")
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            [sys.executable, "-m", "emcp", "serve", "--config", str(config)], capture_stderr=True, check=False
+        )
+    assert done.returncode == 2
+    assert b"must be more than 0" in done.stderr
 
 
 async def test_bad_config_exits_2_with_a_message(tmp_path: Path) -> None:

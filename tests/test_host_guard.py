@@ -34,6 +34,29 @@ def test_refusal(headers: dict[str, str], expected: int | None) -> None:
     assert (refused[0] if refused else None) == expected
 
 
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"host": "edge.example:8765", "origin": "https://edge.example"}, None),
+        ({"host": "edge.example:8765", "origin": "https://evil.example"}, 403),
+        ({"host": "edge.example:8765", "origin": "http://["}, 403),
+        ({"host": "edge.example:8765"}, None),
+    ],
+)
+def test_without_allowed_hosts_a_page_may_call_only_its_own_host(headers: dict[str, str], expected: int | None) -> None:
+    """A non-loopback bind with no http.allowed_hosts: any Host is answered, Origins must match it."""
+    refused = refusal(headers, None, frozenset())
+    assert (refused[0] if refused else None) == expected
+
+
+async def test_probes_answer_whatever_the_host(server: EmcpServer) -> None:
+    with trio.fail_after(10):
+        async with httpx2.AsyncClient(base_url=server.url, timeout=10) as http:
+            for path in ("/healthz", "/readyz"):
+                assert (await http.get(path, headers={"Host": "10.1.2.3:8765"})).status_code == 200
+            assert (await http.get("/metrics", headers={"Host": "10.1.2.3:8765"})).status_code == 421
+
+
 def test_hosts_default_to_loopback_names_only_on_a_loopback_bind() -> None:
     assert allowed_hosts(HttpSettings(host="::1")) == LOOPBACK
     assert allowed_hosts(HttpSettings(host="0.0.0.0")) is None

@@ -99,7 +99,8 @@ async def test_refused_tokens_say_why(server: EmcpServer, value: str, status: in
     assert response.status_code == status
     assert fragment in response.json()["error"]["message"]
     challenge = response.headers["www-authenticate"]
-    assert f'resource_metadata="{server.url}/.well-known/oauth-protected-resource"' in challenge
+    # On the audience's origin: the public URL clients use, also behind a TLS proxy.
+    assert 'resource_metadata="https://emcp.example/.well-known/oauth-protected-resource"' in challenge
     assert ('error="insufficient_scope", scope="emcp.read"' in challenge) == (status == 403)
     assert server.registry.statistics().sessions_opened == 0
 

@@ -19,9 +19,9 @@ from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallabl
 from emcp.auth.caller import SCOPE_KEY
 from emcp.auth.oauth import METADATA_PATH, JwtVerifier, Refusal
 from emcp.auth.tokens import TokenBook
+from emcp.ops.routes import PROBE_PATHS
 from emcp.transport.http_errors import send_json_error
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 REALM = 'Bearer realm="emcp"'
 
 
@@ -33,12 +33,6 @@ def bearer_token(scope: Scope) -> str | None:
     return None
 
 
-def _origin(scope: Scope) -> str:
-    host = next((value.decode("latin-1") for name, value in scope["headers"] if name.lower() == b"host"), "")
-    scheme = {"ws": "http", "wss": "https"}.get(scope["scheme"], scope["scheme"])
-    return f"{scheme}://{host}"
-
-
 class AuthGuard:
     """ASGI middleware: 401/403 unless the request carries a token `book` or `jwt` accepts."""
 
@@ -48,7 +42,7 @@ class AuthGuard:
         self.jwt = jwt
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-        if scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in PROBE_PATHS:
             await self.app(scope, receive, send)
             return
         if self.jwt is not None and scope["path"].startswith(METADATA_PATH) and scope["type"] == "http":
@@ -75,7 +69,7 @@ class AuthGuard:
     async def _refuse(self, scope: Scope, send: ASGISendCallable, refusal: Refusal) -> None:
         challenge = REALM
         if self.jwt is not None:
-            challenge += f', resource_metadata="{_origin(scope)}{METADATA_PATH}"'
+            challenge += f', resource_metadata="{self.jwt.metadata_url}"'
         if refusal.error:
             challenge += f', error="{refusal.error}"'
         if refusal.scope:

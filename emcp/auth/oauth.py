@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 import jwt
@@ -47,6 +48,13 @@ class JwtVerifier:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = -settings.refetch_every
         self._fetching = trio.Lock()
+
+    @property
+    def metadata_url(self) -> str:
+        """Where clients find the metadata: on the audience's origin, the public URL of this server
+        (behind a TLS proxy, the scheme and host a client uses, which emcp's own socket does not see)."""
+        parts = urlsplit(self.settings.audience)
+        return f"{parts.scheme}://{parts.netloc}{METADATA_PATH}"
 
     @property
     def resource_metadata(self) -> dict[str, Any]:

@@ -246,7 +246,7 @@ class ResultStream:
 
 
 class TooManyResults(Exception):
-    """The session or the server holds its maximum of open result streams."""
+    """The session or the server holds its maximum of open result streams; the message says which."""
 
 
 class ResultStore:
@@ -265,9 +265,16 @@ class ResultStore:
         """A stream for a query about to run; it counts against the limits once it really streams."""
         streaming = self.streams()
         owned = sum(1 for s in streaming if s.owner == owner)
-        if len(streaming) >= self.settings.max_streams or owned >= self.settings.max_per_session:
+        if owned >= self.settings.max_per_session:
             self.rejected += 1
-            raise TooManyResults
+            raise TooManyResults(
+                f"this session holds {owned} open results already; close_result the ones you are done with"
+            )
+        if len(streaming) >= self.settings.max_streams:
+            self.rejected += 1
+            raise TooManyResults(
+                f"the server streams its maximum of {len(streaming)} results; narrow the query or retry later"
+            )
         stream = ResultStream(owner, caller, self.settings, self)
         self._streams[stream.handle] = stream
         return stream

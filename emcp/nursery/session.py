@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Hex digits of a session id that logs show.
+LOGGED_ID_LENGTH = 8
+
 # How many ready server messages one outbound batch may coalesce into a single write.
 _MAX_BATCH = 64
 
@@ -122,6 +125,11 @@ class Session:
         self.overloaded = 0
         self._touch()
 
+    @property
+    def log_id(self) -> str:
+        """The id as logs show it: a prefix, enough to correlate lines; the whole id is a capability."""
+        return self.id[:LOGGED_ID_LENGTH]
+
     # -- lifecycle -----------------------------------------------------------
 
     async def run(self, serve_mcp: ServeMcp, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -140,7 +148,7 @@ class Session:
         try:
             await serve_mcp(self._inbound_recv, self._outbound_send)
         except Exception:
-            logger.exception("session %s: MCP dispatcher failed", self.id)
+            logger.exception("session %s: MCP dispatcher failed", self.log_id)
         self.close("dispatcher ended")
 
     def close(self, reason: str) -> None:

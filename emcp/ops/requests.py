@@ -43,8 +43,6 @@ logger = logging.getLogger("emcp.requests")
 
 # How emcp's tool errors begin (emcp/tools/toolset.py): the code a program can match.
 _TOOL_ERROR = re.compile(r"Error \(([a-z0-9_]{1,40})\):")
-# A session id is a capability (whoever holds it may use the session): logs get a prefix, enough to correlate.
-SESSION_ID_LOGGED = 8
 
 
 class Outcome(StrEnum):
@@ -110,7 +108,7 @@ class RequestObserver:
             return
         session = ctx.request if isinstance(ctx.request, Session) else None
         fields: dict[str, Any] = {
-            "session": session.id[:SESSION_ID_LOGGED] if session else None,
+            "session": session.log_id if session else None,
             "transport": session.transport if session else None,
             "caller": session.caller.name if session else None,
             "method": method,

@@ -19,6 +19,11 @@ from emcp.ops.health import check_ready, unanswered
 from emcp.ops.metrics import CONTENT_TYPE, Limit, Metrics
 from emcp.transport.http_errors import json_error
 
+# The probes: open to anyone, whatever Host, Origin or credentials (they reveal nothing).
+HEALTHZ = "/healthz"
+READYZ = "/readyz"
+PROBE_PATHS = frozenset({HEALTHZ, READYZ})
+
 if TYPE_CHECKING:
     from emcp.ops.observability import Observability
 
@@ -30,12 +35,12 @@ def add_ops_routes(app: Quart, ops: Observability) -> None:
     async def metrics() -> Response:
         return Response(ops.metrics.exposition(), content_type=CONTENT_TYPE)
 
-    @app.get("/healthz")
+    @app.get(HEALTHZ)
     async def healthz() -> Response:
         """Alive: this process answers HTTP. Nothing else is checked (a restart would not fix the source)."""
         return Response(orjson.dumps({"status": "ok"}), content_type="application/json")
 
-    @app.get("/readyz")
+    @app.get(READYZ)
     async def readyz() -> Response:
         timeout = ops.settings.http.ready_timeout
         readiness = unanswered(ops.source, timeout)

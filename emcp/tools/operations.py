@@ -43,11 +43,8 @@ async def run_query(call: ToolCall, database: str, sql: str, params: Params = ()
     if results is not None:
         try:
             stream = results.store.create(results.owner, results.caller)
-        except TooManyResults:
-            no_stream_hint = (
-                f"this session holds {results.settings.max_per_session} open results already; "
-                "close_result the ones you are done with"
-            )
+        except TooManyResults as exc:
+            no_stream_hint = str(exc)
     query = QueryRequest(
         source=call.source,
         database=database,

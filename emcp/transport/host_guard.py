@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
+from emcp.ops.routes import PROBE_PATHS
 from emcp.settings import HttpSettings
 from emcp.transport.http_errors import send_json_error
 
@@ -65,7 +66,9 @@ def refusal(
     origin = headers.get("origin")
     if origin is not None and origin.lower() not in origins:
         scheme, host = _scheme_and_host(origin)
-        same_host = scheme in ("http", "https") and (hosts is None or host in hosts)
+        # Without a list of this server's names, a page may call only the host it was loaded from.
+        own_names = hosts if hosts is not None else {_host_name(headers.get("host", ""))}
+        same_host = scheme in ("http", "https") and host in own_names
         if not same_host:
             return (
                 403,
@@ -84,7 +87,7 @@ class HostGuard:
         self.origins = frozenset(origin.lower() for origin in settings.allowed_origins)
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-        if scope["type"] in ("http", "websocket"):
+        if scope["type"] in ("http", "websocket") and scope["path"] not in PROBE_PATHS:
             headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
             refused = refusal(headers, self.hosts, self.origins)
             if refused is not None:

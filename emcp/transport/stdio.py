@@ -130,7 +130,7 @@ async def serve_stdio_session(
                 except SessionClosed:
                     pass  # the session ended on its own (dispatcher gone, idle timeout)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    logger.info("stdio session %s: the peer went away: %r", session.id, exc)
+                    logger.info("stdio session %s: the peer went away: %r", session.log_id, exc)
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(stop_after, read_input)
@@ -139,7 +139,7 @@ async def serve_stdio_session(
         session.close("stdio transport stopped")  # a no-op if it ended already; the first reason stays
         with trio.CancelScope(shield=True):
             await session.closed.wait()
-    logger.info("stdio session %s ended: %s", session.id, session.close_reason)
+    logger.info("stdio session %s ended: %s", session.log_id, session.close_reason)
 
 
 def open_stdio_streams() -> tuple[trio.lowlevel.FdStream, trio.lowlevel.FdStream]:

@@ -166,7 +166,7 @@ class _Router:
             target = entry[1] if entry is not None else self.standalone
         if target is None:
             # Its stream is gone (the request was cancelled with it), or a notification with no GET stream open.
-            logger.debug("session %s: no open stream for %s; dropped", self.session.id, type(message).__name__)
+            logger.debug("session %s: no open stream for %s; dropped", self.session.log_id, type(message).__name__)
             self.session.acknowledge([item])
             return
         try:
