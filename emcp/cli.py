@@ -44,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     serving.add_argument(
         "--log-format", choices=FORMATS, help="text (default) or json: one JSON object per line, for log collectors"
     )
-    serve = commands.add_parser("serve", parents=[serving], help="serve MCP over HTTP (Streamable HTTP, SSE, WebSocket)")
+    serve = commands.add_parser(
+        "serve", parents=[serving], help="serve MCP over HTTP (Streamable HTTP, SSE, WebSocket)"
+    )
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8765; 0 picks a free one)")
     serve.add_argument(
