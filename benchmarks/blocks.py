@@ -5,7 +5,7 @@
 For each path: MB/s end to end and the server's peak RSS growth (sampled every
 50 ms from /proc), against a baseline that streams the same rows from the same
 SQLite source straight to a socket with no blocks (orjson per row, one
-send_all per batch, the same row encoder, batch size and malloc tuning as emcp) in a process of
+send_all per batch, the same row encoder, batch size, malloc and GC tuning as emcp) in a process of
 its own. The client side reads and
 discards, on a raw socket where it can, so the figures are the server's.
 """
@@ -32,6 +32,7 @@ from rawws import RawWebSocket
 from emcp.allocator import tune_for_blocks
 from emcp.blocks.encoding import header_line, json_lines
 from emcp.client import websocket_client
+from emcp.collector import tune_collector
 from emcp.settings import Settings
 from emcp.sources.demo import ensure_demo_data
 from emcp.sources.sqlite import SqliteSource
@@ -125,7 +126,9 @@ async def measure(label: str, pid: int, job: Callable[[], Awaitable[int]]) -> tu
 
 
 async def serve_baseline(data_dir: Path, copies: int) -> None:
-    tune_for_blocks(Settings().blocks.size)  # as `emcp serve` does: the same process set-up on both sides
+    # As `emcp serve` does: the same process set-up (malloc, garbage collector) on both sides.
+    tune_for_blocks(Settings().blocks.size)
+    tune_collector(Settings().runtime.gc_threshold)
     source = SqliteSource(data_dir)
 
     async def handle(stream: trio.SocketStream) -> None:
