@@ -8,6 +8,7 @@ import httpx2
 import trio
 
 from emcp import EmcpServer, Settings, load_settings, open_server
+from tests.conftest import SLOW_SQL, mcp_session, wait_running
 from tests.edgelake_emulator import Fault, open_emulator
 
 
@@ -34,6 +35,19 @@ async def test_alive_and_ready_on_the_demo_data(server: EmcpServer) -> None:
         healthz, readyz = await probe(server, "/healthz"), await probe(server, "/readyz")
     assert (healthz.status_code, healthz.json()) == (200, {"status": "ok"})
     assert (readyz.status_code, readyz.json()) == (200, {"status": "ready"})
+
+
+async def test_ready_while_every_query_thread_is_busy(settings: Settings) -> None:
+    """A saturated thread pool is load, not a lost source: the status check has a thread of its own."""
+    settings.query.max_threads = 1
+    with trio.fail_after(30):
+        async with open_server(settings) as server, mcp_session(server) as session, trio.open_nursery() as nursery:
+            nursery.start_soon(session.call_tool, "sql", {"database": "new_company", "sql": SLOW_SQL})
+            await wait_running(server, 1)
+            assert server.source.limiter.borrowed_tokens == 1  # the only query thread is taken
+            readyz = await probe(server, "/readyz")
+            assert (readyz.status_code, readyz.json()) == (200, {"status": "ready"})
+            nursery.cancel_scope.cancel()
 
 
 async def test_not_ready_while_the_edgelake_node_refuses_then_ready_again(tmp_path: Path) -> None:

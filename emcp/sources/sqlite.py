@@ -150,6 +150,9 @@ class SqliteSource(Source):
     def __init__(self, path: Path, *, max_threads: int = 8, pool_size: int = 8) -> None:
         self._databases = _discover(Path(path).absolute())
         self._limiter = trio.CapacityLimiter(max_threads)
+        # The status check (`/readyz`, node_status) has a thread of its own: every query thread
+        # being busy is load, not a source that cannot be reached.
+        self._status_limiter = trio.CapacityLimiter(1)
         self._pool_size = pool_size
         self._idle: dict[str, list[sqlite3.Connection]] = {name: [] for name in self._databases}
         self._stats = QueryStatistics()
@@ -196,7 +199,7 @@ class SqliteSource(Source):
         errors: dict[str, str] = {}
         for name in sorted(self._databases):
             try:
-                await self._catalogue(name, _probe)
+                await self._catalogue(name, _probe, limiter=self._status_limiter)
             except SourceError as exc:
                 errors[name] = exc.message
         status: dict[str, Any] = {
@@ -267,20 +270,29 @@ class SqliteSource(Source):
         else:
             idle.append(conn)
 
-    async def _call(self, lease: _Lease, fn: Callable[[sqlite3.Connection], T], failure: str) -> T:
-        """Run `fn(connection)` in a worker thread; SQLite errors become `SourceError(failure)`."""
+    async def _call(
+        self,
+        lease: _Lease,
+        fn: Callable[[sqlite3.Connection], T],
+        failure: str,
+        limiter: trio.CapacityLimiter | None = None,
+    ) -> T:
+        """Run `fn(connection)` in a worker thread of `limiter` (the queries' by default);
+        SQLite errors become `SourceError(failure)`."""
         try:
-            return await run_interruptible(lambda: lease.run(fn), lease.interrupt, limiter=self._limiter)
+            return await run_interruptible(lambda: lease.run(fn), lease.interrupt, limiter=limiter or self._limiter)
         except sqlite3.Error as exc:
             code = getattr(exc, "sqlite_errorcode", None)
             if code is not None and code & 0xFF not in _STATEMENT_ERRORS:
                 lease.broken = True
             raise _translate(failure, lease.database, exc) from exc
 
-    async def _catalogue(self, database: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _catalogue(
+        self, database: str, fn: Callable[[sqlite3.Connection], T], limiter: trio.CapacityLimiter | None = None
+    ) -> T:
         lease = self._checkout(database)
         try:
-            return await self._call(lease, fn, "source_unavailable")
+            return await self._call(lease, fn, "source_unavailable", limiter)
         finally:
             self._checkin(lease)
 
