@@ -104,6 +104,8 @@ async def _serve_until_signal(settings: Settings) -> None:
             print(f"  Streamable HTTP (protocols 2025-03-26 to 2026-07-28): {server.mcp_url}", flush=True)
             print(f"  SSE endpoint (protocol 2024-11-05): {server.sse_url}", flush=True)
             print(f"  WebSocket (subprotocol mcp): {server.ws_url}", flush=True)
+            if settings.http.host in ("0.0.0.0", "::"):
+                print("  (bound to every interface: clients use this machine's name or address)", flush=True)
             async for signum in signals:
                 print(f"{signal.Signals(signum).name}: shutting down gracefully", flush=True)
                 break
