@@ -42,8 +42,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check emcp tests benchmarks
 	$(BIN)/ruff format --check emcp tests benchmarks
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/sse_calls.py $(ARGS)
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+# emcp against the official SDK's server, same tool, same data, same machine (benchmarks/versus_sdk.py).
+bench: $(BENCH_STAMP)
+	cd benchmarks && ../$(BIN)/python versus_sdk.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR) .pytest_cache .coverage build *.egg-info

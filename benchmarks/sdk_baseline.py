@@ -1,0 +1,74 @@
+"""The baseline emcp is compared with: the official `mcp` SDK's `MCPServer` on uvicorn.
+
+    python benchmarks/sdk_baseline.py --data-dir DIR
+
+It serves a `query` tool over the same SQLite demo data, written the way the
+SDK's documentation shows (a decorated function; the SDK runs a sync tool in
+a worker thread), on Streamable HTTP (`/mcp`) and legacy SSE (`/sse`) in one
+uvicorn server. It prints `listening on PORT` once bound. For benchmarks only:
+`where` is spliced into the SQL, as a quick SDK server would do it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from starlette.applications import Starlette
+
+
+def build_app(data_dir: Path) -> Starlette:
+    mcp = MCPServer("sdk-baseline")
+
+    @mcp.tool()
+    def query(database: str, table: str, where: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """Rows of a table, optionally filtered by a WHERE expression."""
+        conn = sqlite3.connect(f"file:{data_dir / database}.db?mode=ro", uri=True)
+        try:
+            sql = f'SELECT * FROM "{table}"' + (f" WHERE {where}" if where else "") + " LIMIT ?"
+            cursor = conn.execute(sql, (limit,))
+            columns = [d[0] for d in cursor.description]
+            rows = [list(row) for row in cursor.fetchall()]
+        finally:
+            conn.close()
+        return {"database": database, "columns": columns, "rows": rows, "row_count": len(rows)}
+
+    sse, streamable = mcp.sse_app(), mcp.streamable_http_app()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with streamable.router.lifespan_context(app):  # the Streamable HTTP session manager
+            yield
+
+    return Starlette(routes=[*sse.routes, *streamable.routes], lifespan=lifespan)
+
+
+async def serve(data_dir: Path, port: int) -> None:
+    server = uvicorn.Server(uvicorn.Config(build_app(data_dir), host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # the error that stopped it
+        await asyncio.sleep(0.05)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    print(f"listening on {bound}", flush=True)
+    await task
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    asyncio.run(serve(args.data_dir, args.port))
+
+
+if __name__ == "__main__":
+    main()
