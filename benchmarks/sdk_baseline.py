@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -63,6 +64,7 @@ async def serve(data_dir: Path, port: int) -> None:
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.WARNING)  # the SDK logs every session at INFO: noise in the figures' output
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, default=0)
