@@ -27,6 +27,7 @@ import trio
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
+from procstat import cpu_seconds, rss_kib
 from rawws import RawWebSocket
 
 from emcp.allocator import tune_for_blocks
@@ -43,19 +44,6 @@ def big_sql(copies: int) -> str:
         f"WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM k WHERE n < {copies}) "
         "SELECT s.row_id, s.timestamp, s.device, s.value, s.unit, k.n FROM sensor AS s CROSS JOIN k"
     )
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class RssSampler:

@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +26,9 @@ import httpx2
 import orjson
 import trio
 import trio.lowlevel
+from procstat import rss_kib
 from rawws import RawWebSocket
+from transport_calls import start_server
 
 from emcp.sources.demo import ensure_demo_data
 
@@ -47,10 +47,7 @@ CALLS = [
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    return rss_kib(pid) / 1024
 
 
 @dataclass
@@ -136,13 +133,8 @@ async def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "emcp-bench-data")
     args = parser.parse_args()
     ensure_demo_data(args.data_dir)
-    argv = [sys.executable, "-m", "emcp", "serve", "--port", "0", "--data-dir", str(args.data_dir)]
-    server = await trio.lowlevel.open_process([*argv, "--log-level", "ERROR"], stdout=subprocess.PIPE)
-    assert server.stdout is not None
-    seen = b""
-    while b"/mcp/sse\n" not in seen:
-        seen += await server.stdout.receive_some()
-    host, port = re.search(rb"http://([^:/]+):(\d+)/mcp\b", seen).groups()  # type: ignore[union-attr]
+    server, base = await start_server(args.data_dir)
+    host, port = base.removeprefix("http://").rsplit(":", 1)
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}; server pid {server.pid}")
     print(f"{args.sessions} sessions, {args.minutes:g} min, a call every ~{args.think:g} s per session")
     rss_idle = rss_mib(server.pid)
@@ -151,7 +143,7 @@ async def main() -> None:
         async with trio.open_nursery() as nursery:
             deadline = trio.current_time() + 60 * args.minutes
             for _ in range(args.sessions):
-                nursery.start_soon(session, host.decode(), int(port), deadline, args.think, tally)
+                nursery.start_soon(session, host, int(port), deadline, args.think, tally)
                 await trio.lowlevel.checkpoint()
             await tally.settled.wait()
             samples = [(0.0, rss_mib(server.pid))]
@@ -163,7 +155,7 @@ async def main() -> None:
                 samples.append((elapsed, rss_mib(server.pid)))
                 calls, errors = len(tally.latencies), sum(tally.errors.values())
                 print(f"  {elapsed:6.0f} s: RSS {samples[-1][1]:7.1f} MiB, {calls} calls, {errors} errors")
-        server_side = await server_quantiles(host.decode(), int(port))
+        server_side = await server_quantiles(host, int(port))
     finally:
         server.terminate()
         await server.wait()

@@ -22,19 +22,13 @@ from pathlib import Path
 import trio
 from mcp import ClientSession
 from mcp.client.sse import sse_client
+from procstat import rss_kib
 
 from emcp import load_settings, open_server
 from emcp.sources.demo import ensure_demo_data
 
 QUERY = {"database": "new_company", "table": "sensor", "where": "device = 'dev-007'", "limit": 10}
 SLOW_SQL = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000000000) SELECT count(*) FROM n"
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 async def start_server(data_dir: Path, nursery: trio.Nursery) -> tuple[trio.Process, str]:

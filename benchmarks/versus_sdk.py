@@ -28,14 +28,10 @@ from pathlib import Path
 import trio
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from procstat import cpu_seconds
 from transport_calls import over_session, start_server
 
 from emcp.sources.demo import ensure_demo_data
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

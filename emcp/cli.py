@@ -155,26 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config entry:\nauth:\n  tokens:\n    - name: {args.name}\n      sha256: {digest}")
         return 0
     try:
+        given = {"source": args.source, "data_dir": args.data_dir, "logging__format": args.log_format}
         if args.command == "stdio":
             # The client owns the process and ends the session by closing stdin;
             # an idle timeout would only kill the server under a quiet client.
-            settings = load_settings(
-                args.config,
-                source=args.source,
-                data_dir=args.data_dir,
-                sessions__idle_timeout=0.0,
-                logging__format=args.log_format,
-            )
+            settings = load_settings(args.config, sessions__idle_timeout=0.0, **given)
             serve = _stdio_until_signal
         else:
             settings = load_settings(
-                args.config,
-                http__host=args.host,
-                http__port=args.port,
-                auth__insecure=args.insecure,
-                source=args.source,
-                data_dir=args.data_dir,
-                logging__format=args.log_format,
+                args.config, http__host=args.host, http__port=args.port, auth__insecure=args.insecure, **given
             )
             serve = _serve_until_signal
         configure_logging(args.log_level, settings.logging)

@@ -13,14 +13,13 @@ reveal nothing, and orchestrators and clients read them without credentials.
 
 from __future__ import annotations
 
-import orjson
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
 from emcp.auth.caller import SCOPE_KEY
 from emcp.auth.oauth import METADATA_PATH, JwtVerifier, Refusal
 from emcp.auth.tokens import TokenBook
 from emcp.ops.routes import PROBE_PATHS
-from emcp.transport.http_errors import send_json_error
+from emcp.transport.http_errors import send_json, send_json_error
 
 REALM = 'Bearer realm="emcp"'
 
@@ -46,7 +45,7 @@ class AuthGuard:
             await self.app(scope, receive, send)
             return
         if self.jwt is not None and scope["path"].startswith(METADATA_PATH) and scope["type"] == "http":
-            await self._send_metadata(send)
+            await send_json(scope, send, 200, self.jwt.resource_metadata)
             return
         token = bearer_token(scope)
         if token is None:
@@ -76,10 +75,3 @@ class AuthGuard:
             challenge += f', scope="{refusal.scope}"'
         code = "insufficient_scope" if refusal.status == 403 else "unauthorized"
         await send_json_error(scope, send, refusal.status, code, refusal.description, {"WWW-Authenticate": challenge})
-
-    async def _send_metadata(self, send: ASGISendCallable) -> None:
-        assert self.jwt is not None
-        body = orjson.dumps(self.jwt.resource_metadata)
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})  # type: ignore[typeddict-item]
-        await send({"type": "http.response.body", "body": body})  # type: ignore[typeddict-item]

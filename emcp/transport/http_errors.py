@@ -8,19 +8,27 @@ from quart import Response
 from werkzeug.exceptions import HTTPException
 
 
-def _body(code: str, message: str) -> bytes:
-    return orjson.dumps({"error": {"code": code, "message": message}})
+def _error(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}
 
 
 def json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(_body(code, message), status=status, content_type="application/json", headers=headers)
+    body = orjson.dumps(_error(code, message))
+    return Response(body, status=status, content_type="application/json", headers=headers)
 
 
 async def send_json_error(
     scope: Scope, send: ASGISendCallable, status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> None:
     """The same error from ASGI middleware, before any route; on a WebSocket upgrade, as its HTTP refusal."""
-    body = _body(code, message)
+    await send_json(scope, send, status, _error(code, message), headers)
+
+
+async def send_json(
+    scope: Scope, send: ASGISendCallable, status: int, document: object, headers: dict[str, str] | None = None
+) -> None:
+    """A whole JSON response from ASGI middleware, which answers before any Quart route could."""
+    body = orjson.dumps(document)
     prefix = "websocket.http" if scope["type"] == "websocket" else "http"
     fields = {"content-type": "application/json", "content-length": str(len(body)), **(headers or {})}
     start = {
