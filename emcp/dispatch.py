@@ -27,6 +27,7 @@ from emcp.nursery.session import ServeMcp, Session
 from emcp.rate_limit import RateLimiter
 from emcp.settings import QuerySettings, Settings
 from emcp.sources.base import Source
+from emcp.sources.schema_cache import SchemaCache
 from emcp.tools.context import Results, ToolCall
 from emcp.tools.spec import ToolSpec
 from emcp.tools.toolset import ToolSet
@@ -88,6 +89,7 @@ def build_mcp_server(
         )
 
     rate_limiter = RateLimiter()
+    schema = SchemaCache(settings.query.schema_ttl)
 
     def caller_in(ctx: ServerRequestContext[Any]) -> Caller:
         return ctx.request.caller if isinstance(ctx.request, Session) else ANONYMOUS
@@ -128,6 +130,7 @@ def build_mcp_server(
                 server_statistics=server_statistics,
                 tool_names=tool_names,
                 timeout=timeout,
+                schema=schema,
                 report_progress=ctx.session.report_progress,
                 track_query=session.track_query if session is not None else nullcontext,
                 results=results_for(session),

@@ -86,6 +86,9 @@ class QuerySettings:
     # up to calls_burst; 0 = unlimited. A token entry's own `calls_per_second` overrides it.
     calls_per_second: float = 0.0
     calls_burst: int = field(default=20, metadata=AT_LEAST_ONE)
+    # Seconds the query tool reuses a table's columns before asking the source again; 0 = ask every
+    # call. A query naming a column the remembered schema lacks is checked against a fresh one first.
+    schema_ttl: float = 30.0
 
 
 @dataclass

@@ -10,6 +10,7 @@ for the source's dialect, and proven read-only by `check_select` like raw SQL.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 from sqlglot import exp
@@ -128,7 +129,72 @@ def build_select(
     of them (matched case-insensitively, rendered with the schema's spelling);
     `group_by` and `order_by` may also name an alias defined in `select`. Raises `SqlRejected`
     saying which argument to fix.
+
+    Built statements are remembered: the same arguments over the same schema
+    always build the same SQL, and agents repeat their queries. Only arguments
+    of exactly the documented shapes are remembered (so `"ab"` and `["a", "b"]`,
+    or `True` and `1`, can never share an entry); anything else is built, and
+    refused, afresh.
     """
+    key = _plain_arguments(table, select, where, group_by, order_by, limit)
+    if key is None:
+        return _build(table, columns, select, where, group_by, order_by, limit, dialect)
+    select_key, group_key, order_key = key
+    return _built(table, tuple(columns), select_key, where, group_key, order_key, limit, dialect)
+
+
+# Arguments with more characters than this are built afresh, which bounds what the cache holds.
+_REMEMBERED_CHARS = 4096
+
+
+def _plain_arguments(
+    table: object, select: object, where: object, group_by: object, order_by: object, limit: object
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[tuple[str, str], ...], ...]] | None:
+    """The list arguments as tuples when every argument has the shape the tool declares
+    and they are not too long to remember; else None."""
+    if type(table) is not str or type(limit) is not int or not (where is None or type(where) is str):
+        return None
+    if not (_strings(select) and _strings(group_by) and isinstance(order_by, list | tuple)):
+        return None
+    orders: list[tuple[tuple[str, str], ...]] = []
+    for entry in order_by:
+        if type(entry) is not dict or not all(type(k) is str and type(v) is str for k, v in entry.items()):
+            return None
+        orders.append(tuple(entry.items()))
+    texts = [table, where or "", *select, *group_by, *(text for entry in orders for pair in entry for text in pair)]
+    if sum(map(len, texts)) > _REMEMBERED_CHARS:
+        return None
+    return tuple(select), tuple(group_by), tuple(orders)  # type: ignore[arg-type]
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list | tuple) and all(type(item) is str for item in value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _built(
+    table: str,
+    columns: tuple[Column, ...],
+    select: tuple[str, ...],
+    where: str | None,
+    group_by: tuple[str, ...],
+    order_by: tuple[tuple[tuple[str, str], ...], ...],
+    limit: int,
+    dialect: str,
+) -> str:
+    return _build(table, columns, select, where, group_by, [dict(entry) for entry in order_by], limit, dialect)
+
+
+def _build(
+    table: str,
+    columns: Sequence[Column],
+    select: Sequence[str],
+    where: str | None,
+    group_by: Sequence[str],
+    order_by: Sequence[Mapping[str, str]],
+    limit: int,
+    dialect: str,
+) -> str:
     parser = _Parser(columns, Dialect.get_or_raise(dialect))
 
     if isinstance(select, str) or not select:

@@ -11,6 +11,8 @@ read-only; this is the first line of defence, not the only one.
 
 from __future__ import annotations
 
+import functools
+
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
@@ -220,11 +222,27 @@ def check_select(sql: str, *, dialect: str) -> str:
     always read its own rendering the way it read the original (it writes
     `!x` as `NOT x` but `substr(x)` as `SUBSTRING(x)`, which it then cannot
     parse), and SQL whose meaning could shift on the way is refused.
+
+    Proofs are remembered: agents and dashboards send the same SQL again and
+    again, and a proof is a pure function of the text and the dialect.
     """
+    if len(sql) <= _REMEMBERED_SQL_CHARS:
+        return _proven(sql, dialect)
+    return _prove(sql, dialect)
+
+
+# SQL longer than this is proven afresh each time, so the cache holds at most
+# about `maxsize` x 2 x this many characters.
+_REMEMBERED_SQL_CHARS = 4096
+
+
+def _prove(sql: str, dialect: str) -> str:
     try:
         rendered = _check_select(sql, dialect)
         try:
-            stable = _check_select(rendered, dialect) == rendered
+            # Text that renders to itself reads back the same by definition: checking
+            # it again would repeat the same deterministic work (built SQL always is).
+            stable = rendered == sql or _check_select(rendered, dialect) == rendered
         except SqlRejected:
             stable = False
     except RecursionError:
@@ -239,6 +257,10 @@ def check_select(sql: str, *, dialect: str) -> str:
             "standard operators (NOT rather than !)",
         )
     return rendered
+
+
+# Successes only: a rejection raises, and lru_cache keeps nothing for a call that raised.
+_proven = functools.lru_cache(maxsize=1024)(_prove)
 
 
 def too_deep(what: str) -> str:

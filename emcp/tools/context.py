@@ -13,6 +13,7 @@ import trio
 from emcp.errors import ActionableError
 from emcp.settings import BlocksSettings, QuerySettings
 from emcp.sources.base import Source
+from emcp.sources.schema_cache import SchemaCache
 from emcp.tools.spec import ToolSpec
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ class ToolCall:
     tool_names: list[str]
     # Seconds the call may run (0 = no limit): the server's default, or what the call asked for.
     timeout: float
+    # The server's remembered table schemas (the query tool builds its SQL against them).
+    schema: SchemaCache
     report_progress: Progress = _no_progress
     # Counts the call's source query against its session while it runs.
     track_query: Callable[[], AbstractContextManager[None]] = field(default=nullcontext)

@@ -3,7 +3,7 @@ and returns the structured result; anything the caller can fix is a `ToolFailure
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -16,7 +16,7 @@ from emcp.blocks.stream import NDJSON, QueryRequest, ResultStream, StreamError, 
 from emcp.sources.base import Column, Params
 from emcp.sources.edgelake.source import EdgeLakeSource
 from emcp.sql.build import build_select
-from emcp.sql.guard import check_select
+from emcp.sql.guard import SqlRejected, check_select
 from emcp.tools.context import ToolCall, ToolFailure, ToolOutput
 from emcp.tools.results import collect_rows
 
@@ -175,17 +175,27 @@ async def list_database_schema(call: ToolCall, args: dict[str, Any]) -> dict[str
 
 async def query(call: ToolCall, args: dict[str, Any]) -> dict[str, Any]:
     database, table = args["database"], args["table"]
-    columns = await call.source.get_columns(database, table)
-    sql = build_select(
-        table=table,
-        columns=columns,
-        select=args.get("select", ["*"]),
-        where=args.get("where"),
-        group_by=args.get("group_by", []),
-        order_by=args.get("order_by", []),
-        limit=args.get("limit", 100),
-        dialect=call.source.dialect,
-    )
+
+    def build(columns: Sequence[Column]) -> str:
+        return build_select(
+            table=table,
+            columns=columns,
+            select=args.get("select", ["*"]),
+            where=args.get("where"),
+            group_by=args.get("group_by", []),
+            order_by=args.get("order_by", []),
+            limit=args.get("limit", 100),
+            dialect=call.source.dialect,
+        )
+
+    columns, remembered = await call.schema.columns(call.source, database, table)
+    try:
+        sql = build(columns)
+    except SqlRejected:
+        if not remembered:
+            raise
+        # Perhaps a column added since the schema was remembered: refuse only against a fresh one.
+        sql = build((await call.schema.columns(call.source, database, table, fresh=True))[0])
     return await run_query(call, database, sql)
 
 
