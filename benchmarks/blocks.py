@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -27,7 +28,7 @@ import trio
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
-from procstat import cpu_seconds, rss_kib
+from procstat import cpu_seconds, peak_rss_kib, reset_peak_rss, rss_kib
 from rawws import RawWebSocket
 
 from emcp.allocator import tune_for_blocks
@@ -39,27 +40,46 @@ from emcp.sources.demo import ensure_demo_data
 from emcp.sources.sqlite import SqliteSource
 
 
-def big_sql(copies: int) -> str:
+def big_sql(copies: int, limit: int | None = None) -> str:
+    """The sensor table `copies` times over (a cross join), cut to `limit` rows when given."""
     return (
         f"WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM k WHERE n < {copies}) "
         "SELECT s.row_id, s.timestamp, s.device, s.value, s.unit, k.n FROM sensor AS s CROSS JOIN k"
+        + ("" if limit is None else f" LIMIT {limit}")
     )
 
 
 class RssSampler:
+    """A process's peak RSS from now on: its VmHWM reset here when the kernel allows, and RSS polled every 50 ms."""
+
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        self.exact = reset_peak_rss(pid)
         self.baseline = rss_kib(pid)
         self.peak = self.baseline
 
     async def run(self) -> None:
         while True:
-            self.peak = max(self.peak, rss_kib(self.pid))
+            self.sample()
             await trio.sleep(0.05)
+
+    def sample(self) -> None:
+        """Take one reading now (also the last one, before the process may be gone)."""
+        self.peak = max(self.peak, rss_kib(self.pid), peak_rss_kib(self.pid) if self.exact else 0)
 
     @property
     def growth_mib(self) -> float:
         return (self.peak - self.baseline) / 1024
+
+
+@dataclass
+class Transfer:
+    """One large result moved: bytes, wall time, and what it cost the server."""
+
+    size: int
+    elapsed: float
+    server_cpu_s: float
+    rss_growth_mib: float
 
 
 async def spawn(argv: list[str], ready: bytes) -> tuple[trio.Process, bytes]:
@@ -92,7 +112,8 @@ async def drain(host: str, port: int, request: bytes, end: bytes | None = None) 
     return total
 
 
-async def measure(label: str, pid: int, job: Callable[[], Awaitable[int]]) -> tuple[float, int]:
+async def measure(label: str, pid: int, job: Callable[[], Awaitable[int]]) -> Transfer:
+    """Run `job` (which returns the bytes it received) and print and return what it took."""
     sampler = RssSampler(pid)
     cpu_before = cpu_seconds(pid)
     async with trio.open_nursery() as nursery:
@@ -100,6 +121,7 @@ async def measure(label: str, pid: int, job: Callable[[], Awaitable[int]]) -> tu
         started = time.perf_counter()
         size = await job()
         elapsed = time.perf_counter() - started
+        sampler.sample()
         nursery.cancel_scope.cancel()
     cpu = cpu_seconds(pid) - cpu_before
     rate = size / elapsed / 1e6
@@ -107,7 +129,7 @@ async def measure(label: str, pid: int, job: Callable[[], Awaitable[int]]) -> tu
         f"{label:<30} {size / 2**30:5.2f} GiB in {elapsed:5.1f} s = {rate:6.1f} MB/s   "
         f"server CPU {cpu:5.1f} s   server RSS growth {sampler.growth_mib:5.1f} MiB"
     )
-    return elapsed, size
+    return Transfer(size, elapsed, cpu, sampler.growth_mib)
 
 
 # -- the baseline: the same rows, straight from the source to a socket -------------
@@ -137,12 +159,23 @@ async def serve_baseline(data_dir: Path, copies: int) -> None:
     await trio.serve_listeners(handle, listeners)
 
 
-async def start_on(session: ClientSession, copies: int) -> dict:
+async def start_on(session: ClientSession, sql: str) -> dict:
     """Run the big query on `session`; return its `result` handle."""
-    result = await session.call_tool("sql", {"database": "new_company", "sql": big_sql(copies)})
+    result = await session.call_tool("sql", {"database": "new_company", "sql": sql})
     assert not result.is_error, result.content
     assert result.structured_content is not None
     return result.structured_content["result"]
+
+
+def download_job(session: ClientSession, sql: str, host: str, port: int) -> Callable[[], Awaitable[int]]:
+    """A job: the tool call on `session`, then the whole result by its HTTP download on a raw socket."""
+
+    async def job() -> int:
+        result = await start_on(session, sql)
+        request = f"GET {result['download_url']} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        return await drain(host, port, request, end=b"\r\n0\r\n\r\n")  # the end of the chunked body
+
+    return job
 
 
 def read_blocks_on(session: ClientSession, result: dict) -> Callable[[], Awaitable[int]]:
@@ -161,23 +194,26 @@ def read_blocks_on(session: ClientSession, result: dict) -> Callable[[], Awaitab
     return read_blocks
 
 
-async def read_blocks_raw(host: str, port: int, copies: int, pid: int) -> float:
-    """resources/read of every block on a WebSocket without the SDK: requests two ahead, replies counted.
+async def read_blocks_raw(host: str, port: int, sql: str, pid: int) -> Transfer:
+    """The tool call, then resources/read of every block, on a WebSocket without the SDK: two requests ahead.
 
     What the server can serve apart from the client's own cost (the SDK's
-    parsing runs on the same cores in this benchmark). Returns the time taken.
+    parsing runs on the same cores in this benchmark).
     """
     ws = await RawWebSocket.connect(host, port)
     await ws.initialize()
-    arguments = {"database": "new_company", "sql": big_sql(copies)}
-    await ws.send({"id": 1, "method": "tools/call", "params": {"name": "sql", "arguments": arguments}})
-    handle = orjson.loads((await ws.receive())[1])["result"]["structuredContent"]["result"]["handle"]
+    handle = ""
 
     async def ask(n: int) -> None:
         await ws.send({"id": 10 + n, "method": "resources/read", "params": {"uri": f"emcp://results/{handle}/{n}"}})
 
     async def job() -> int:
-        total, n = 0, 0
+        nonlocal handle
+        arguments = {"database": "new_company", "sql": sql}
+        await ws.send({"id": 1, "method": "tools/call", "params": {"name": "sql", "arguments": arguments}})
+        size, first = await ws.receive()
+        handle = orjson.loads(first)["result"]["structuredContent"]["result"]["handle"]
+        total, n = size, 0
         await ask(0)
         await ask(1)
         while True:
@@ -188,9 +224,9 @@ async def read_blocks_raw(host: str, port: int, copies: int, pid: int) -> float:
             n += 1
             await ask(n + 1)
 
-    elapsed, _ = await measure("emcp resources/read, raw client", pid, job)
+    transfer = await measure("emcp resources/read, raw client", pid, job)
     await ws.aclose()
-    return elapsed
+    return transfer
 
 
 async def main() -> None:
@@ -216,37 +252,34 @@ async def main() -> None:
     url = re.search(rb"(http://\S+/mcp/sse)", seen_server).group(1).decode()  # type: ignore[union-attr]
     host, port_text = re.match(r"http://([^:/]+):(\d+)", url).groups()  # type: ignore[union-attr]
     base_times, http_times = [], []
+    sql = big_sql(args.copies)
     try:
         async with sse_client(url) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
 
             # Alternate the two, so a busy moment of the machine does not favour either.
             for _ in range(args.rounds):
-                elapsed, base_size = await measure(
+                base = await measure(
                     "baseline (source -> socket)", baseline.pid, lambda: drain("127.0.0.1", base_port, b"go")
                 )
-                base_times.append(elapsed)
-                result = await start_on(session, args.copies)
-                request = f"GET {result['download_url']} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-                end_of_chunks = b"\r\n0\r\n\r\n"
-                elapsed, http_size = await measure(
-                    "emcp HTTP download (blocks)",
-                    server.pid,
-                    lambda: drain(host, int(port_text), request, end_of_chunks),  # noqa: B023
+                base_times.append(base.elapsed)
+                http = await measure(
+                    "emcp HTTP download (blocks)", server.pid, download_job(session, sql, host, int(port_text))
                 )
-                http_times.append(elapsed)
+                http_times.append(http.elapsed)
 
-            result = await start_on(session, args.copies)
-            rr_time, _ = await measure("emcp resources/read over SSE", server.pid, read_blocks_on(session, result))
+            result = await start_on(session, sql)
+            over_sse = await measure("emcp resources/read over SSE", server.pid, read_blocks_on(session, result))
+            rr_time = over_sse.elapsed
 
         ws_url = "ws" + url.removeprefix("http").removesuffix("/mcp/sse") + "/mcp/ws"
         async with websocket_client(ws_url) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
-            result = await start_on(session, args.copies)
-            ws_time, _ = await measure(
-                "emcp resources/read over WebSocket", server.pid, read_blocks_on(session, result)
-            )
-        raw_time = await read_blocks_raw(host, int(port_text), args.copies, server.pid)
+            result = await start_on(session, sql)
+            ws_time = (
+                await measure("emcp resources/read over WebSocket", server.pid, read_blocks_on(session, result))
+            ).elapsed
+        raw_time = (await read_blocks_raw(host, int(port_text), sql, server.pid)).elapsed
     finally:
         for process in (baseline, server):
             process.terminate()
@@ -256,7 +289,7 @@ async def main() -> None:
     print(
         f"HTTP download overhead against the baseline (best of {args.rounds}): "
         f"{(http_time / base_time - 1) * 100:+.1f} % time "
-        f"({http_size / base_size:.3f} x the baseline's bytes, HTTP chunk framing included)"
+        f"({http.size / base.size:.3f} x the baseline's bytes, HTTP chunk framing included)"
     )
     print(
         f"resources/read against the baseline: {(rr_time / base_time - 1) * 100:+.1f} % time "

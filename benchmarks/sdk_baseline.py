@@ -4,9 +4,14 @@
 
 It serves a `query` tool over the same SQLite demo data, written the way the
 SDK's documentation shows (a decorated function; the SDK runs a sync tool in
-a worker thread), on Streamable HTTP (`/mcp`) and legacy SSE (`/sse`) in one
+a worker thread), on Streamable HTTP (`/mcp`, both protocol eras: 2025-11-25
+sessions and 2026-07-28 stateless requests) and legacy SSE (`/sse`) in one
 uvicorn server. It prints `listening on PORT` once bound. For benchmarks only:
 `where` is spliced into the SQL, as a quick SDK server would do it.
+
+Its `sql` tool is the baseline for large results: the SDK has no way to stream
+a tool's result, so the whole result travels as one text, as an SDK server
+returns it. The SDK has no WebSocket server transport (2.x).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
@@ -40,6 +46,21 @@ def build_app(data_dir: Path) -> Starlette:
         finally:
             conn.close()
         return {"database": database, "columns": columns, "rows": rows, "row_count": len(rows)}
+
+    @mcp.tool(structured_output=False)
+    def sql(database: str, sql: str) -> str:
+        """The rows of one SELECT as one text: NDJSON, a `{"columns": [...]}` line then one array per row.
+
+        The same document emcp's block stream carries, so the two sides move the same bytes.
+        """
+        conn = sqlite3.connect(f"file:{data_dir / database}.db?mode=ro", uri=True)
+        try:
+            cursor = conn.execute(sql)
+            lines = [json.dumps({"columns": [d[0] for d in cursor.description]})]
+            lines.extend(json.dumps(list(row)) for row in cursor)
+        finally:
+            conn.close()
+        return "\n".join(lines) + "\n"
 
     sse, streamable = mcp.sse_app(), mcp.streamable_http_app()
 

@@ -93,10 +93,16 @@ async def measure(label: str, connect: Callable[[], Any], calls: int, concurrenc
     )
 
 
-async def start_server(data_dir: Path) -> tuple[trio.Process, str]:
-    """`emcp serve` on a free port, in a process of its own; returns it and its base URL."""
+async def start_server(data_dir: Path, *extra: str) -> tuple[trio.Process, str]:
+    """`emcp serve` on a free port, in a process of its own; returns it and its base URL.
+
+    `extra` are more `emcp serve` arguments (a `--config` raising a limit, say).
+    """
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "emcp", "serve", "--port", "0", "--data-dir", str(data_dir), "--log-level", "WARNING"],
+        [
+            *(sys.executable, "-m", "emcp", "serve", "--port", "0", "--data-dir", str(data_dir)),
+            *("--log-level", "WARNING", *extra),
+        ],
         stdout=-1,
     )
     seen = b""
