@@ -151,6 +151,32 @@ async def test_json_only_client_gets_one_json_body(server: EmcpServer) -> None:
             assert listed.json()["id"] == 1 and listed.json()["result"]["tools"]
 
 
+async def test_a_prompt_answer_is_one_json_body_and_progress_first_is_a_stream(settings: Settings) -> None:
+    """A client taking both gets a quick answer as plain JSON; a request whose notifications come
+    before its answer gets them, then the answer, as events on one stream."""
+    settings.query.batch_rows = 10  # progress after every 10 rows read
+    with trio.fail_after(30):
+        async with open_server(settings) as server, httpx2.AsyncClient(base_url=server.url, timeout=20) as http:
+            init = rpc(
+                "initialize", 0, protocolVersion="2025-11-25", capabilities={}, clientInfo={"name": "t", "version": "1"}
+            )
+            response = await http.post("/mcp", json=init, headers=JSON_AND_EVENTS)
+            assert response.headers["content-type"] == "application/json"
+            headers = {**JSON_AND_EVENTS, "Mcp-Session-Id": response.headers["mcp-session-id"]}
+            call = rpc("tools/call", 1, name="list_databases", arguments={})
+            answered = await http.post("/mcp", json=call, headers=headers)
+            assert answered.headers["content-type"] == "application/json"
+            assert answered.json()["result"]["structuredContent"] == {"databases": ["new_company"]}
+            sql = "SELECT * FROM sensor LIMIT 50"
+            with_progress = rpc(
+                "tools/call", 2, name="sql", arguments={"database": "new_company", "sql": sql}, _meta={"progressToken": 7}
+            )
+            streamed = await http.post("/mcp", json=with_progress, headers=headers)
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    events = [orjson.loads(line[len("data: ") :]) for line in streamed.text.splitlines() if line.startswith("data: ")]
+    assert events[0]["method"] == "notifications/progress" and events[-1]["id"] == 2
+
+
 async def test_get_stream_opens_once_per_session_and_delete_ends_the_session(server: EmcpServer) -> None:
     with trio.fail_after(30):
         async with httpx2.AsyncClient(base_url=server.url, timeout=20) as http:

@@ -70,6 +70,8 @@ SESSION_HEADER = "Mcp-Session-Id"
 # The 2025-era answer to a request cancelled while its stream was open: the stream must still end
 # with a response for its id (the SDK's server sends the same).
 REQUEST_CANCELLED = -32800
+# Seconds a 2025-era POST waits for its answer to send it as one JSON body rather than a stream.
+_JSON_ANSWER_WINDOW = 0.5
 # Messages queued for one request's stream (progress notifications, then the response) before the
 # router waits for that stream's reader.
 _STREAM_BUFFER = 16
@@ -100,6 +102,10 @@ def _accepts() -> tuple[bool, bool]:
 
 def _is_response(message: JSONRPCMessage) -> bool:
     return isinstance(message, JSONRPCResponse | JSONRPCError) and message.id is not None
+
+
+def _is_cancelled(message: JSONRPCMessage) -> bool:
+    return isinstance(message, JSONRPCError) and message.error.code == REQUEST_CANCELLED
 
 
 class _Router:
@@ -289,17 +295,35 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
             # Its twin's stream was closed, and the twin is still winding down.
             router.close_request(message.id)
             return duplicate(message.id)
-        if events:
-            return event_stream_response(request_events(session, router, message.id, replies), headers)
-        # JSON only: wait for the response; notifications for the request have no wire here.
+        streaming = False
         try:
-            async for item in replies:
-                session.acknowledge([item])
-                if _is_response(item.message):
-                    return _json_message(item.message, headers=headers)
+            if events:
+                # An answer that comes before anything else and within _JSON_ANSWER_WINDOW (most do,
+                # in milliseconds) is one JSON body, which the client accepts too: no chunked stream
+                # to set up and end. A notification first, or a longer wait, commits to an event
+                # stream, so the client and any proxy soon see the response start; so does the answer
+                # to a cancelled request, which a client that has stopped waiting may not read
+                # (the SDK's client tolerates that on a stream, not in a JSON body).
+                try:
+                    first = await next_or_keepalive(min(keepalive, _JSON_ANSWER_WINDOW), replies.receive)
+                except trio.EndOfChannel:
+                    pass  # the session ended
+                else:
+                    if first is not None and _is_response(first.message) and not _is_cancelled(first.message):
+                        session.acknowledge([first])
+                        return _json_message(first.message, headers=headers)
+                    streaming = True
+                    return event_stream_response(request_events(session, router, message.id, replies, first), headers)
+            else:
+                # JSON only: wait for the response; notifications for the request have no wire here.
+                async for item in replies:
+                    session.acknowledge([item])
+                    if _is_response(item.message):
+                        return _json_message(item.message, headers=headers)
         finally:
             # Also reached when the client goes away (quart-trio cancels us).
-            end_request(session, router, message.id, replies)
+            if not streaming:
+                end_request(session, router, message.id, replies)
         return _rpc_error(
             404, INVALID_REQUEST, "the session ended before the request completed", "session_not_found", message.id
         )
@@ -308,21 +332,26 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
         return _rpc_error(400, INVALID_REQUEST, str(DuplicateRequest()), "duplicate_request_id", request_id)
 
     async def request_events(
-        session: Session, router: _Router, request_id: RequestId, replies: trio.MemoryReceiveChannel[SessionMessage]
+        session: Session,
+        router: _Router,
+        request_id: RequestId,
+        replies: trio.MemoryReceiveChannel[SessionMessage],
+        item: SessionMessage | None,
     ) -> AsyncIterator[bytes]:
+        """The request's stream, from `item` (None: nothing yet, so a keepalive) to its response."""
         try:
             while True:
+                if item is None:
+                    yield KEEPALIVE
+                else:
+                    try:
+                        yield encode_events([item])
+                    finally:
+                        session.acknowledge([item])  # written, or never will be: either way its slot is free
                 try:
                     item = await next_or_keepalive(keepalive, replies.receive)
                 except trio.EndOfChannel:
                     return  # answered (the router closes the stream after the response) or session over
-                if item is None:
-                    yield KEEPALIVE
-                    continue
-                try:
-                    yield encode_events([item])
-                finally:
-                    session.acknowledge([item])  # written, or never will be: either way its slot is free
         finally:
             end_request(session, router, request_id, replies)
 
