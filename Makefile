@@ -48,7 +48,9 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-# emcp against the official SDK's server, same tool, same data, same machine (benchmarks/versus_sdk.py).
+# emcp against the official SDK's server, same tools, same data, same machine (benchmarks/versus_sdk.py):
+# writes docs/benchmarks.md, its plots and docs/benchmarks/raw.json (about 15 minutes on 2 cores).
+# A subset: make bench ARGS='--quick' or ARGS='--only calls idle'.
 bench: $(BENCH_STAMP)
 	cd benchmarks && ../$(BIN)/python versus_sdk.py $(ARGS)
 

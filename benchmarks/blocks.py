@@ -13,6 +13,7 @@ discards, on a raw socket where it can, so the figures are the server's.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import subprocess
@@ -50,18 +51,13 @@ def big_sql(copies: int, limit: int | None = None) -> str:
 
 
 class RssSampler:
-    """A process's peak RSS from now on: its VmHWM reset here when the kernel allows, and RSS polled every 50 ms."""
+    """A process's peak RSS from now on: its VmHWM reset here when the kernel allows, and RSS as sampled."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.exact = reset_peak_rss(pid)
         self.baseline = rss_kib(pid)
         self.peak = self.baseline
-
-    async def run(self) -> None:
-        while True:
-            self.sample()
-            await trio.sleep(0.05)
 
     def sample(self) -> None:
         """Take one reading now (also the last one, before the process may be gone)."""
@@ -74,12 +70,13 @@ class RssSampler:
 
 @dataclass
 class Transfer:
-    """One large result moved: bytes, wall time, and what it cost the server."""
+    """One large result moved: bytes, wall time, and what it cost the server; `failure` says why it stopped short."""
 
     size: int
     elapsed: float
     server_cpu_s: float
     rss_growth_mib: float
+    failure: str = ""
 
 
 async def spawn(argv: list[str], ready: bytes) -> tuple[trio.Process, bytes]:
@@ -112,14 +109,38 @@ async def drain(host: str, port: int, request: bytes, end: bytes | None = None) 
     return total
 
 
-async def measure(label: str, pid: int, job: Callable[[], Awaitable[int]]) -> Transfer:
-    """Run `job` (which returns the bytes it received) and print and return what it took."""
+async def measure(
+    label: str,
+    pid: int,
+    job: Callable[[], Awaitable[int]],
+    time_cap_s: float = math.inf,
+    rss_cap_mib: float = math.inf,
+) -> Transfer:
+    """Run `job` (which returns the bytes it received) and print and return what it took.
+
+    A job that outlasts `time_cap_s` seconds, or whose server grows by more than
+    `rss_cap_mib`, is stopped there, and the figures at that moment are
+    returned with the reason in `failure` (the caller decides what becomes of the server).
+    """
     sampler = RssSampler(pid)
     cpu_before = cpu_seconds(pid)
+    size, failure = 0, f"no reply within {time_cap_s:.0f} s"
+    job_scope = trio.CancelScope()
+
+    async def watch() -> None:
+        nonlocal failure
+        while sampler.growth_mib <= rss_cap_mib:
+            sampler.sample()
+            await trio.sleep(0.05)
+        failure = f"server RSS grew past {rss_cap_mib:.0f} MiB"
+        job_scope.cancel()
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(sampler.run)
+        nursery.start_soon(watch)
         started = time.perf_counter()
-        size = await job()
+        with job_scope, trio.move_on_after(time_cap_s):
+            size = await job()
+            failure = ""
         elapsed = time.perf_counter() - started
         sampler.sample()
         nursery.cancel_scope.cancel()
@@ -128,8 +149,9 @@ async def measure(label: str, pid: int, job: Callable[[], Awaitable[int]]) -> Tr
     print(
         f"{label:<30} {size / 2**30:5.2f} GiB in {elapsed:5.1f} s = {rate:6.1f} MB/s   "
         f"server CPU {cpu:5.1f} s   server RSS growth {sampler.growth_mib:5.1f} MiB"
+        + (f"   FAILED: {failure}" if failure else "")
     )
-    return Transfer(size, elapsed, cpu, sampler.growth_mib)
+    return Transfer(size, elapsed, cpu, sampler.growth_mib, failure)
 
 
 # -- the baseline: the same rows, straight from the source to a socket -------------

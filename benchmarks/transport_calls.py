@@ -51,8 +51,9 @@ async def over_session(streams: Any) -> AsyncIterator[Call]:
 
 
 @asynccontextmanager
-async def over_modern(url: str) -> AsyncIterator[Call]:
-    async with Client(url, mode="auto") as client:
+async def over_modern(url: str, mode: str = "auto") -> AsyncIterator[Call]:
+    """`mcp.Client`, one exchange per call; `mode` a version ("2026-07-28") pins the era, no probe, no fallback."""
+    async with Client(url, mode=mode) as client:
 
         async def call() -> Any:
             result = await client.call_tool("query", QUERY)

@@ -1,37 +1,64 @@
-"""emcp against the official SDK's server, in one run on one machine: tools/call throughput and latency.
+"""emcp against the official SDK's server, in one run on one machine; writes docs/benchmarks.md.
 
-    .venv/bin/python benchmarks/versus_sdk.py [--concurrency 1 10 100] [--calls 20] [--rounds 2] [--json FILE]
+    make bench                                   # everything, the defaults (about 15 minutes on 2 cores)
+    python benchmarks/versus_sdk.py --quick      # every section, small (about 3 minutes)
+    python benchmarks/versus_sdk.py --only calls idle --idle 1000 10000 20000
 
 Two servers, each in a process of its own: `emcp serve` and the SDK's
-`MCPServer` on uvicorn (`benchmarks/sdk_baseline.py`), serving the same `query`
-call over the same SQLite demo data. For each transport both speak (legacy
-SSE, Streamable HTTP 2025-11-25) and each concurrency c, c sessions of the
-SDK's own client call `query` back to back (`--calls` calls each); the two
-servers take turns, `--rounds` times, and the best round of each is kept.
-Printed: calls/s, latency p50/p95/p99, server CPU per call, and emcp's ratios.
+`MCPServer` on uvicorn (`sdk_baseline.py`), serving the same tools over the
+same SQLite demo data (`servers.py`). Four sections:
+
+- calls: for each transport and concurrency c, c sessions of the SDK's own
+  client call `query` back to back; the servers take turns, `--rounds` times,
+  and the best round of each is kept: calls/s, latency p50/p95/p99, server CPU
+  per call. SSE, Streamable HTTP at 2025-11-25 (sessions) and 2026-07-28
+  (stateless, `mcp.Client` pinned to that version), and WebSocket: the SDK
+  has no WebSocket server, so emcp's WebSocket is set against the baseline's
+  best transport at the same concurrency.
+- idle: sessions that did the handshake and then wait, up a ladder of counts
+  (`idle_sessions.py`): RSS per idle session and the most held.
+- large: 10 MB, 100 MB and 1 GiB of rows, emcp's block stream against the
+  baseline's single result (`large_results.py`): time and server peak RSS growth.
+- cancel: seconds from a client's cancel to the server no longer working on
+  the query, judged from the server's CPU time (`cancel_latency.py`).
+
+The raw figures go to docs/benchmarks/raw.json (sections not run this time are
+kept from the previous file, with the time each was run), then `report.py`
+writes docs/benchmarks.md and the plots from it.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
-import os
-import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import report
 import trio
+from cancel_latency import measure_cancel
+from idle_sessions import KINDS, as_json, measure_idle, raise_fd_limit
+from large_results import PATHS as LARGE_PATHS
+from large_results import SIZES, LargeFigures, measure_emcp, measure_sdk, sizing
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from procstat import cpu_seconds
-from transport_calls import over_session, start_server
+from rawhttp import MODERN_VERSION
+from servers import TRANSPORTS, running, start
+from transport_calls import Call, over_modern, over_session
 
+from emcp.client import websocket_client
 from emcp.sources.demo import ensure_demo_data
+
+SECTIONS = ("calls", "idle", "large", "cancel")
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 @dataclass
@@ -45,6 +72,19 @@ class Figures:
     p95_ms: float
     p99_ms: float
     cpu_ms_per_call: float
+    #: Every call's latency, kept for the best round only (for the distribution plots).
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+def connect(transport: str, url: str) -> AbstractAsyncContextManager[Call]:
+    """The SDK's own client for `transport` (emcp's for WebSocket, which the SDK lacks)."""
+    if transport == "sse":
+        return over_session(sse_client(url))
+    if transport == "streamable-http":
+        return over_session(streamable_http_client(url))
+    if transport == "streamable-http-2026":
+        return over_modern(url, mode=MODERN_VERSION)
+    return over_session(websocket_client(url))
 
 
 async def run_load(
@@ -53,14 +93,10 @@ async def run_load(
     """`concurrency` sessions calling back to back; (seconds, latencies, server CPU seconds)."""
     latencies: list[float] = []
     ready = trio.Event()
-    opened = 0
 
     async def client(task_status: trio.TaskStatus[None]) -> None:
-        nonlocal opened
-        streams = sse_client(url) if transport == "sse" else streamable_http_client(url)
-        async with over_session(streams) as call:
+        async with connect(transport, url) as call:
             await call()  # warm up: the session's first call
-            opened += 1
             task_status.started()
             await ready.wait()
             for _ in range(calls):
@@ -90,74 +126,172 @@ def figures(
         p95_ms=cuts[94] * 1e3,
         p99_ms=cuts[98] * 1e3,
         cpu_ms_per_call=cpu / len(latencies) * 1e3,
+        latencies_ms=[round(x * 1e3, 3) for x in latencies],
     )
 
 
-async def start_baseline(data_dir: Path) -> tuple[trio.Process, str]:
-    script = Path(__file__).with_name("sdk_baseline.py")
-    process = await trio.lowlevel.open_process(
-        [sys.executable, str(script), "--data-dir", str(data_dir)], stdout=subprocess.PIPE
-    )
-    assert process.stdout is not None
-    seen = b""
-    while not (match := re.search(rb"listening on (\d+)", seen)):
-        chunk = await process.stdout.receive_some()
-        if not chunk:
-            raise RuntimeError(f"the baseline exited: {seen.decode()}")
-        seen += chunk
-    return process, f"http://127.0.0.1:{int(match.group(1))}"
+async def section_calls(args: argparse.Namespace) -> list[dict[str, Any]]:
+    best: list[Figures] = []
+    async with running(args.data_dir) as servers:
+        for transport in TRANSPORTS:
+            for concurrency in args.concurrency:
+                calls = max(args.calls, args.min_samples // concurrency)
+                rounds: dict[str, list[Figures]] = {name: [] for name in servers}
+                for _ in range(args.rounds):
+                    for name, server in servers.items():  # taking turns: a busy moment favours neither
+                        if server.serves(transport):
+                            elapsed, latencies, cpu = await run_load(
+                                server.url(transport), transport, concurrency, calls, server.pid
+                            )
+                            rounds[name].append(figures(name, transport, concurrency, elapsed, latencies, cpu))
+                for name, runs in rounds.items():
+                    if runs:
+                        f = max(runs, key=lambda f: f.calls_per_s)
+                        best.append(f)
+                        print(
+                            f"{transport:<22} c={concurrency:<4} {name:<5} {f.calls_per_s:8.1f} calls/s  "
+                            f"p50 {f.p50_ms:7.2f}  p95 {f.p95_ms:7.2f}  p99 {f.p99_ms:7.2f} ms  "
+                            f"CPU {f.cpu_ms_per_call:5.2f} ms/call",
+                            flush=True,
+                        )
+    return [asdict(f) for f in best]
+
+
+async def section_idle(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each transport's ladder on a fresh pair of servers (so no transport inherits another's memory)."""
+    limit = raise_fd_limit()
+    # emcp refuses sessions past sessions.max_sessions (10,000 by default): raised to the ladder's top.
+    settings = f"sessions:\n  max_sessions: {max(args.idle) + 100}\n"
+    results: list[dict[str, Any]] = []
+    for kind in KINDS:
+        # A connection per session on SSE and WebSocket: the server needs a descriptor for each.
+        rungs = [n for n in args.idle if kind == "streamable-http" or n < limit - 64]
+        skipped = [n for n in args.idle if n not in rungs]
+        for name in ("emcp", "sdk"):
+            server = await start(name, args.data_dir, settings)
+            try:
+                if server.serves(kind):
+                    for f in await measure_idle(name, server.pid, kind, server.url(kind), rungs):
+                        results.append(as_json(f))
+                    results += [
+                        {
+                            "server": name,
+                            "transport": kind,
+                            "requested": n,
+                            "skipped": f"needs {n} descriptors; the hard limit here is {limit}",
+                        }
+                        for n in skipped
+                    ]
+            finally:
+                await server.stop()
+    return results
+
+
+async def section_large(args: argparse.Namespace) -> list[dict[str, Any]]:
+    results: list[LargeFigures] = []
+    async with running(args.data_dir) as servers:
+        for label in args.sizes:
+            sql, rows, size = sizing(args.data_dir, SIZES[label])
+            print(f"large {label}: {rows} rows, about {size / 1e6:.0f} MB of NDJSON", flush=True)
+            transfers = await measure_emcp(servers["emcp"], sql)
+            sdk = servers["sdk"]
+            transfers.append(await measure_sdk(sdk, sql, size, args.time_cap, args.rss_cap_gib * 1024))
+            if transfers[-1].failure:  # stopped mid-way: a fresh baseline for what follows
+                await sdk.stop()
+                servers["sdk"] = await start("sdk", args.data_dir)
+            paths = [("emcp", p) for p in LARGE_PATHS["emcp"]] + [("sdk", p) for p in LARGE_PATHS["sdk"]]
+            for (name, path), t in zip(paths, transfers, strict=True):
+                results.append(
+                    LargeFigures(
+                        name, path, label, size, rows, t.size, t.elapsed, t.server_cpu_s, t.rss_growth_mib, t.failure
+                    )
+                )
+    return [asdict(f) for f in results]
+
+
+async def section_cancel(args: argparse.Namespace) -> list[dict[str, Any]]:
+    results = []
+    async with running(args.data_dir) as servers:
+        for server in servers.values():
+            for f in await measure_cancel(
+                server, ["streamable-http", "streamable-http-2026", "websocket"], args.cancel_rounds
+            ):
+                results.append({**asdict(f), "latency_s": f.latency_s})
+    return results
+
+
+RUNNERS: dict[str, Callable[[argparse.Namespace], Any]] = {
+    "calls": section_calls,
+    "idle": section_idle,
+    "large": section_large,
+    "cancel": section_cancel,
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run these sections only (the others are kept)")
+    parser.add_argument("--quick", action="store_true", help="every section, small: a check that all of it works")
+    parser.add_argument("--concurrency", type=int, nargs="+", help="calls: sessions at once (1 10 100)")
+    parser.add_argument("--calls", type=int, help="calls: per session per round, at least (20)")
+    parser.add_argument("--min-samples", type=int, help="calls: latencies per round, at least (400)")
+    parser.add_argument("--rounds", type=int, help="calls: rounds per server, the best kept (2)")
+    parser.add_argument("--idle", type=int, nargs="+", help="idle: the ladder of session counts (1000 10000 20000)")
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), help="large: result sizes (all)")
+    parser.add_argument("--time-cap", type=float, default=600, help="large: seconds the baseline gets per result")
+    parser.add_argument("--rss-cap-gib", type=float, default=12, help="large: RSS growth the baseline may reach")
+    parser.add_argument("--cancel-rounds", type=int, help="cancel: cancels per server and transport (3)")
+    parser.add_argument("--out", type=Path, default=DOCS, help="where benchmarks.md and benchmarks/ go (docs/)")
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "emcp-bench-data")
+    args = parser.parse_args()
+    defaults: dict[str, Any] = {
+        "concurrency": [1, 10, 100],
+        "calls": 20,
+        "min_samples": 400,
+        "rounds": 2,
+        "idle": [1000, 10000, 20000],
+        "sizes": list(SIZES),
+        "cancel_rounds": 3,
+    }
+    if args.quick:
+        defaults |= {
+            "concurrency": [1, 10],
+            "calls": 10,
+            "min_samples": 100,
+            "rounds": 1,
+            "idle": [200, 1000],
+            "sizes": ["10 MB"],
+            "cancel_rounds": 1,
+        }
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 100])
-    parser.add_argument("--calls", type=int, default=20, help="calls per session per round")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--json", type=Path, help="write every round's figures here")
-    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "emcp-bench-data")
-    args = parser.parse_args()
+    args = parse_args()
     ensure_demo_data(args.data_dir)
-    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
-    emcp, emcp_url = await start_server(args.data_dir)
-    sdk, sdk_url = await start_baseline(args.data_dir)
-    servers = {
-        "emcp": (emcp.pid, {"sse": emcp_url + "/mcp/sse", "streamable-http": emcp_url + "/mcp"}),
-        "sdk": (sdk.pid, {"sse": sdk_url + "/sse", "streamable-http": sdk_url + "/mcp"}),
-    }
-    rounds: list[Figures] = []
-    try:
-        for transport in ("sse", "streamable-http"):
-            for concurrency in args.concurrency:
-                for _ in range(args.rounds):
-                    for name, (pid, urls) in servers.items():  # taking turns: a busy moment favours neither
-                        elapsed, latencies, cpu = await run_load(
-                            urls[transport], transport, concurrency, args.calls, pid
-                        )
-                        rounds.append(figures(name, transport, concurrency, elapsed, latencies, cpu))
-                best = {
-                    name: max(
-                        (f for f in rounds if (f.server, f.transport, f.concurrency) == (name, transport, concurrency)),
-                        key=lambda f: f.calls_per_s,
-                    )
-                    for name in servers
-                }
-                for name, f in best.items():
-                    print(
-                        f"{transport:<16} c={concurrency:<4} {name:<5} {f.calls_per_s:8.1f} calls/s  "
-                        f"p50 {f.p50_ms:7.2f}  p95 {f.p95_ms:7.2f}  p99 {f.p99_ms:7.2f} ms  "
-                        f"CPU {f.cpu_ms_per_call:5.2f} ms/call"
-                    )
-                e, s = best["emcp"], best["sdk"]
-                print(
-                    f"{'':<16} {'':<6} emcp/sdk: {e.calls_per_s / s.calls_per_s:4.2f}x calls/s, "
-                    f"p99 {e.p99_ms / s.p99_ms:4.2f}x, CPU per call {e.cpu_ms_per_call / s.cpu_ms_per_call:4.2f}x"
-                )
-    finally:
-        for process in (emcp, sdk):
-            process.terminate()
-            await process.wait()
-    if args.json:
-        args.json.write_text(json.dumps([asdict(f) for f in rounds], indent=1))
+    raw_path = args.out / "benchmarks" / "raw.json"
+    raw: dict[str, Any] = json.loads(raw_path.read_text()) if raw_path.exists() else {}
+    raw["machine"] = report.machine()
+    print(report.machine_line(raw["machine"]), flush=True)
+    raw_path.parent.mkdir(parents=True, exist_ok=True)
+    for section in args.only or SECTIONS:
+        started = time.perf_counter()
+        figures = await RUNNERS[section](args)
+        config = {k: v for k, v in vars(args).items() if k not in ("only", "out", "data_dir")}
+        raw[section] = {
+            "run_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - started, 1),
+            "quick": args.quick,
+            "config": config,
+            "figures": figures,
+        }
+        raw_path.write_text(report.dump(raw))  # after each section: a later failure loses none
+        print(f"-- {section} done in {raw[section]['seconds']:.0f} s", flush=True)
+    report.write(raw, args.out)
+    print(f"wrote {args.out / 'benchmarks.md'} and {raw_path.parent}/", flush=True)
 
 
 if __name__ == "__main__":
