@@ -8,9 +8,13 @@ import httpx2
 import orjson
 import pytest
 import trio
+from mcp import ClientSession
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from emcp import EmcpServer, Settings, open_server
+from emcp.client import websocket_client
 from tests.conftest import SLOW_SQL, mcp_session, rpc, wait_running
 from tests.rawsse import RawSse, open_raw_sse
 
@@ -77,12 +81,12 @@ async def test_cancelled_notification_interrupts_the_query_and_session_goes_on(s
             assert live.statistics().cancellations == 2
 
 
-def _descendants(nursery: trio.Nursery) -> list[trio.lowlevel.Task]:
-    """Every task under `nursery`, however deep (the SDK's task groups nest inside the session's)."""
+def _descendants(task: trio.lowlevel.Task) -> list[trio.lowlevel.Task]:
+    """Every task under `task`, however deep (the SDK's task groups nest inside the session's)."""
     tasks = []
-    for task in nursery.child_tasks:
-        tasks.append(task)
-        for child in task.child_nurseries:
+    for nursery in task.child_nurseries:
+        for child in nursery.child_tasks:
+            tasks.append(child)
             tasks.extend(_descendants(child))
     return tasks
 
@@ -96,7 +100,7 @@ async def test_disconnect_ends_session_tasks_and_queries_within_100ms(server: Em
                     nursery.start_soon(session.call_tool, "sql", {"database": "new_company", "sql": SLOW_SQL})
                 await wait_running(server, 3)
                 (live,) = server.registry.sessions()
-                owned = _descendants(live.nursery)
+                owned = _descendants(live.nursery.parent_task)
                 assert len(owned) >= 4  # the dispatcher and the three request tasks at least
                 client_scope.cancel()  # drop the connection with three queries running
         disconnected_at = trio.current_time()
@@ -282,3 +286,23 @@ async def test_connection_close_is_honoured(server: EmcpServer, version: str) ->
         await stream.aclose()
     assert received.startswith(b"HTTP/1.1 404")
     assert received.endswith(b'"}}')
+
+
+@pytest.mark.parametrize("transport", ["sse", "streamable-http", "websocket"])
+async def test_a_session_keeps_nothing_of_the_request_that_opened_it(server: EmcpServer, transport: str) -> None:
+    """Tasks copy their spawner's context variables; a session is spawned by a request handler
+    whose context holds that request (Quart's request and app contexts), which must not live on
+    for as long as the session does."""
+    with trio.fail_after(20):
+        streams = {
+            "sse": lambda: sse_client(server.sse_url),
+            "streamable-http": lambda: streamable_http_client(server.url + "/mcp"),
+            "websocket": lambda: websocket_client(server.ws_url),
+        }[transport]()
+        async with streams as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            await session.list_tools()
+            (live,) = server.registry.sessions()
+            tasks = [live.nursery.parent_task, *_descendants(live.nursery.parent_task)]
+            held = {var.name for task in tasks for var in task.context}
+    assert not {"quart.request_ctx", "quart.websocket_ctx", "quart.app_ctx"} & held, held

@@ -168,9 +168,8 @@ async def test_a_prompt_answer_is_one_json_body_and_progress_first_is_a_stream(s
             assert answered.headers["content-type"] == "application/json"
             assert answered.json()["result"]["structuredContent"] == {"databases": ["new_company"]}
             sql = "SELECT * FROM sensor LIMIT 50"
-            with_progress = rpc(
-                "tools/call", 2, name="sql", arguments={"database": "new_company", "sql": sql}, _meta={"progressToken": 7}
-            )
+            arguments = {"database": "new_company", "sql": sql}
+            with_progress = rpc("tools/call", 2, name="sql", arguments=arguments, _meta={"progressToken": 7})
             streamed = await http.post("/mcp", json=with_progress, headers=headers)
     assert streamed.headers["content-type"].startswith("text/event-stream")
     events = [orjson.loads(line[len("data: ") :]) for line in streamed.text.splitlines() if line.startswith("data: ")]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import trio
 
 from emcp.auth.caller import ANONYMOUS, Caller
+from emcp.nursery.detached import start_soon_detached
 from emcp.nursery.session import ServeMcp, Session
 from emcp.observe import Watch
 from emcp.settings import SessionSettings
@@ -72,13 +73,17 @@ class SessionRegistry:
         )
         self._sessions[session_id] = session
         self._opened += 1
-        await self._nursery.start(self._run, session)
+        started = _Started()
+        # Detached: the spawner is a request handler, whose context the session must not keep alive.
+        start_soon_detached(self._nursery, self._run, session, started)
+        await started.wait()
         return session
 
-    async def _run(self, session: Session, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _run(self, session: Session, started: _Started) -> None:
         try:
-            await session.run(self._serve_mcp, task_status=task_status)
+            await session.run(self._serve_mcp, task_status=started)
         finally:
+            started.event.set()  # never leave open_session waiting, even for a session that failed to start
             self._past_cancellations += session.cancellations
             self._past_overloaded += session.overloaded
             del self._sessions[session.id]
@@ -119,6 +124,19 @@ class SessionRegistry:
             requests_overloaded=self._past_overloaded + sum(s.overloaded for s in stats),
             draining=self.draining,
         )
+
+
+class _Started:
+    """The `task_status` of a session started with `start_soon`: `open_session` waits on its event."""
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+
+    def started(self, value: None = None) -> None:
+        self.event.set()
+
+    async def wait(self) -> None:
+        await self.event.wait()
 
 
 @asynccontextmanager

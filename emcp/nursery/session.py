@@ -139,17 +139,16 @@ class Session:
                 async with trio.open_nursery() as nursery:
                     self.nursery = nursery
                     self.results_nursery = self._results_nursery or nursery
-                    nursery.start_soon(self._serve, serve_mcp)
                     task_status.started()
+                    # The dispatcher runs in this task, in the nursery's body: one task fewer per
+                    # session than a child of its own, and ending it still cancels the children.
+                    try:
+                        await serve_mcp(self._inbound_recv, self._outbound_send)
+                    except Exception:
+                        logger.exception("session %s: MCP dispatcher failed", self.log_id)
+                    self.close("dispatcher ended")
         finally:
             self._finish()
-
-    async def _serve(self, serve_mcp: ServeMcp) -> None:
-        try:
-            await serve_mcp(self._inbound_recv, self._outbound_send)
-        except Exception:
-            logger.exception("session %s: MCP dispatcher failed", self.log_id)
-        self.close("dispatcher ended")
 
     def close(self, reason: str) -> None:
         """Cancel everything the session owns. Sync and idempotent.

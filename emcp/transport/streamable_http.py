@@ -56,6 +56,7 @@ from quart import Quart, Response, request
 
 from emcp.auth.caller import caller_of
 from emcp.nursery import DuplicateRequest, Overloaded, RegistryFull, Session, SessionClosed, SessionRegistry
+from emcp.nursery.detached import start_soon_detached
 from emcp.settings import Settings
 from emcp.transport.event_stream import KEEPALIVE, encode_events, event_stream_response, next_or_keepalive
 from emcp.transport.frame_errors import INVALID_REQUEST, PARSE_ERROR, TOO_MANY_IN_FLIGHT, error_message, refusal
@@ -196,7 +197,7 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
             finally:
                 del routers[session.id]
 
-        session.nursery.start_soon(run)
+        start_soon_detached(session.nursery, run)  # not holding the initialize request's context
         return router
 
     def too_many_sessions() -> Response:
