@@ -27,11 +27,13 @@ def count_source_errors(source: Source, count: Callable[[str], None]) -> Source:
 
 
 class _Counted:
-    __slots__ = ("_count", "_source")
+    __slots__ = ("_count", "_source", "_wrapped")
 
     def __init__(self, source: Source, count: Callable[[str], None]) -> None:
         self._source = source
         self._count = count
+        # Each counting wrapper is made once: sources' methods are looked up on every call.
+        self._wrapped: dict[str, Any] = {}
 
     # isinstance() consults __class__ when type() does not match: checks like EdgeLake's tools' see the engine.
     @property
@@ -39,12 +41,18 @@ class _Counted:
         return type(self._source)
 
     def __getattr__(self, name: str) -> Any:
+        wrapped = self._wrapped.get(name)
+        if wrapped is not None:
+            return wrapped
         value = getattr(self._source, name)
         if name == "open_query":
-            return self._open_query
-        if inspect.iscoroutinefunction(value):
-            return self._counting(value)
-        return value
+            wrapped = self._open_query
+        elif inspect.iscoroutinefunction(value):
+            wrapped = self._counting(value)
+        else:
+            return value  # attributes may change (a source's statistics): never remembered
+        self._wrapped[name] = wrapped
+        return wrapped
 
     def _counting(self, method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(method)
