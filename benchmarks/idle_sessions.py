@@ -139,7 +139,8 @@ class HttpIdle:
         return await self.session.ping(request_id)
 
     async def aclose(self) -> None:
-        """Nothing to close: the server keeps the session until its idle timeout or a DELETE (none sent)."""
+        """End the session as the protocol says, with a DELETE: else it stays and counts against the server's cap."""
+        await self.session.close()
 
 
 class WsIdle:

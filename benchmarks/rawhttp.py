@@ -93,6 +93,10 @@ class HttpSession:
         async with self.http.stream("POST", self.url, content=orjson.dumps(message), headers=self._headers()) as reply:
             yield reply
 
+    async def close(self) -> None:
+        """End the session (HTTP DELETE with its id)."""
+        await self.http.delete(self.url, headers=self._headers())
+
     async def ping(self, request_id: int) -> bool:
         reply = await self.post({"jsonrpc": "2.0", "id": request_id, "method": "ping"})
         return reply.status_code == 200 and b'"result"' in reply.content

@@ -31,7 +31,7 @@ from mcp.server.mcpserver import MCPServer
 from starlette.applications import Starlette
 
 
-def build_app(data_dir: Path) -> Starlette:
+def build_app(data_dir: Path, max_sessions: int | None = None) -> Starlette:
     mcp = MCPServer("sdk-baseline")
 
     @mcp.tool()
@@ -62,7 +62,9 @@ def build_app(data_dir: Path) -> Starlette:
             conn.close()
         return "\n".join(lines) + "\n"
 
-    sse, streamable = mcp.sse_app(), mcp.streamable_http_app()
+    # The SDK refuses Streamable HTTP sessions past 10,000 by default; the idle benchmark raises it as it does emcp's.
+    streamable = mcp.streamable_http_app(max_sessions=max_sessions) if max_sessions else mcp.streamable_http_app()
+    sse = mcp.sse_app()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -72,8 +74,9 @@ def build_app(data_dir: Path) -> Starlette:
     return Starlette(routes=[*sse.routes, *streamable.routes], lifespan=lifespan)
 
 
-async def serve(data_dir: Path, port: int) -> None:
-    server = uvicorn.Server(uvicorn.Config(build_app(data_dir), host="127.0.0.1", port=port, log_level="warning"))
+async def serve(data_dir: Path, port: int, max_sessions: int | None) -> None:
+    app = build_app(data_dir, max_sessions)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -89,8 +92,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--max-sessions", type=int, help="Streamable HTTP sessions at once (the SDK's default: 10,000)")
     args = parser.parse_args()
-    asyncio.run(serve(args.data_dir, args.port))
+    asyncio.run(serve(args.data_dir, args.port, args.max_sessions))
 
 
 if __name__ == "__main__":

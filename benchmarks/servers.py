@@ -61,11 +61,11 @@ class Server:
         await self.process.wait()
 
 
-async def start_baseline(data_dir: Path) -> tuple[trio.Process, str]:
-    """The SDK baseline on a free port; returns its process and base URL."""
+async def start_baseline(data_dir: Path, *extra: str) -> tuple[trio.Process, str]:
+    """The SDK baseline on a free port; returns its process and base URL. `extra`: more of its arguments."""
     script = Path(__file__).with_name("sdk_baseline.py")
     process = await trio.lowlevel.open_process(
-        [sys.executable, str(script), "--data-dir", str(data_dir)], stdout=subprocess.PIPE
+        [sys.executable, str(script), "--data-dir", str(data_dir), *extra], stdout=subprocess.PIPE
     )
     assert process.stdout is not None
     seen = b""
@@ -77,27 +77,27 @@ async def start_baseline(data_dir: Path) -> tuple[trio.Process, str]:
     return process, f"http://127.0.0.1:{int(match.group(1))}"
 
 
-async def start(name: str, data_dir: Path, emcp_settings: str = "") -> Server:
-    """Start one server; `emcp_settings` is YAML for emcp's `--config` (a raised limit), if any."""
+async def start(name: str, data_dir: Path, max_sessions: int | None = None) -> Server:
+    """Start one server; `max_sessions` raises its cap on sessions at once (both cap them at 10,000 by default)."""
     if name == "sdk":
-        return Server(name, *await start_baseline(data_dir))
+        return Server(
+            name, *await start_baseline(data_dir, *(["--max-sessions", str(max_sessions)] * bool(max_sessions)))
+        )
     extra: list[str] = []
-    if emcp_settings:
+    if max_sessions:
         config = Path(tempfile.mkdtemp(prefix="emcp-bench-")) / "config.yaml"
-        config.write_text(emcp_settings)
+        config.write_text(f"sessions:\n  max_sessions: {max_sessions}\n")
         extra = ["--config", str(config)]
     return Server(name, *await start_server(data_dir, *extra))
 
 
 @asynccontextmanager
-async def running(
-    data_dir: Path, names: Sequence[str] = ("emcp", "sdk"), emcp_settings: str = ""
-) -> AsyncIterator[dict[str, Server]]:
+async def running(data_dir: Path, names: Sequence[str] = ("emcp", "sdk")) -> AsyncIterator[dict[str, Server]]:
     """The named servers, started fresh and stopped on the way out."""
     servers: dict[str, Server] = {}
     try:
         for name in names:
-            servers[name] = await start(name, data_dir, emcp_settings)
+            servers[name] = await start(name, data_dir)
         yield servers
     finally:
         for server in servers.values():

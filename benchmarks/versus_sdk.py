@@ -160,15 +160,15 @@ async def section_calls(args: argparse.Namespace) -> list[dict[str, Any]]:
 async def section_idle(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Each transport's ladder on a fresh pair of servers (so no transport inherits another's memory)."""
     limit = raise_fd_limit()
-    # emcp refuses sessions past sessions.max_sessions (10,000 by default): raised to the ladder's top.
-    settings = f"sessions:\n  max_sessions: {max(args.idle) + 100}\n"
+    # Both servers refuse sessions past 10,000 by default: the cap of each is raised over the ladder's top.
+    max_sessions = max(args.idle) + 100
     results: list[dict[str, Any]] = []
     for kind in KINDS:
         # A connection per session on SSE and WebSocket: the server needs a descriptor for each.
         rungs = [n for n in args.idle if kind == "streamable-http" or n < limit - 64]
         skipped = [n for n in args.idle if n not in rungs]
         for name in ("emcp", "sdk"):
-            server = await start(name, args.data_dir, settings)
+            server = await start(name, args.data_dir, max_sessions)
             try:
                 if server.serves(kind):
                     for f in await measure_idle(name, server.pid, kind, server.url(kind), rungs):
