@@ -109,7 +109,9 @@ def fmt(x: float | None, digits: int = 1) -> str:
 
 
 def ratio(a: float | None, b: float | None) -> str:
-    return "-" if not a or not b else f"{a / b:.2f}x"
+    if not a or not b:
+        return "-"
+    return f"{a / b:.2f}x" if a / b >= 0.1 else f"{a / b:.2g}x"  # a 1,000-fold gap stays readable
 
 
 def table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
@@ -137,7 +139,8 @@ def counterpart(index: dict[tuple[str, str, int], dict[str, Any]], transport: st
 def section_note(raw: dict[str, Any], name: str) -> str:
     s = raw[name]
     quick = " (a `--quick` run: small figures)" if s.get("quick") else ""
-    return f"_Run at {s['run_at']}, {s['seconds']:.0f} s{quick}._"
+    commit = f", emcp at {s['emcp_commit']}" if s.get("emcp_commit") else ""
+    return f"_Run at {s['run_at']}, {s['seconds']:.0f} s{commit}{quick}._"
 
 
 # -- the goals --------------------------------------------------------------------------
@@ -311,7 +314,8 @@ def idle_section(raw: dict[str, Any]) -> str:
             "counts on one server process per transport. RSS per session = (server RSS with N open - RSS "
             "before) / N. *Held* = all N opened, all still open after a 2 s settle, and a `ping` answered "
             "on a sample of them. Streamable HTTP at 2026-07-28 is stateless: it has no idle sessions. "
-            "emcp's `sessions.max_sessions` (10,000 by default) is raised above the ladder's top for this run.",
+            "Both servers cap Streamable HTTP sessions at 10,000 by default (emcp's `sessions.max_sessions`, the "
+            "SDK's `max_sessions`); both caps are raised above the ladder's top for this run.",
             table(
                 [
                     "Transport",

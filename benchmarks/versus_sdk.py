@@ -285,6 +285,7 @@ async def main() -> None:
             "run_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - started, 1),
             "quick": args.quick,
+            "emcp_commit": raw["machine"]["emcp_commit"],  # sections of different runs may differ
             "config": config,
             "figures": figures,
         }
