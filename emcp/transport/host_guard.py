@@ -88,9 +88,14 @@ class HostGuard:
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if scope["type"] in ("http", "websocket") and scope["path"] not in PROBE_PATHS:
-            headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
-            refused = refusal(headers, self.hosts, self.origins)
+            refused = refusal(_headers(scope), self.hosts, self.origins)
             if refused is not None:
                 await send_json_error(scope, send, *refused)
                 return
         await self.app(scope, receive, send)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name; built in a call of its own so that the dict is
+    not a local of `__call__`, whose frame lives as long as the connection (a WebSocket's: hours)."""
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
