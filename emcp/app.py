@@ -19,7 +19,7 @@ from emcp.ops import Observability, add_ops_routes
 from emcp.settings import Settings
 from emcp.transport.host_guard import HostGuard
 from emcp.transport.http_errors import http_exception_to_json, json_error
-from emcp.transport.sse import add_sse_routes
+from emcp.transport.sse import MessagesEndpoint, add_sse_routes
 from emcp.transport.streamable_http import add_streamable_http_routes
 from emcp.transport.websocket import add_websocket_route
 
@@ -77,7 +77,7 @@ def create_app(
         logger.exception("unhandled error in a request handler", exc_info=exc)
         return json_error(500, "internal_error", "the server failed to handle this request; it has been logged")
 
-    inner: ASGIFramework = _FinishResponses(app.asgi_app)
+    inner: ASGIFramework = _FinishResponses(MessagesEndpoint(app.asgi_app, registry, settings))
     if tokens or jwt is not None:
         inner = AuthGuard(inner, tokens, jwt)
     app.asgi_app = HostGuard(inner, settings.http)

@@ -215,6 +215,12 @@ async def test_unknown_session_and_routes_are_json_errors(server: EmcpServer) ->
             assert nowhere.status_code == 404 and "error" in nowhere.json()
             wrong_method = await client.put(f"{server.url}/mcp/sse")
             assert wrong_method.status_code == 405 and "error" in wrong_method.json()
+            # The messages endpoint is served below Quart: the same JSON errors, the same routes.
+            get_messages = await client.get(f"{server.url}/mcp/messages/{'0' * 32}")
+            assert get_messages.status_code == 405 and get_messages.headers["allow"] == "POST"
+            assert get_messages.json()["error"]["code"] == "method_not_allowed"
+            deeper = await client.post(f"{server.url}/mcp/messages/{'0' * 32}/more", content=ping)
+            assert deeper.status_code == 404 and "error" in deeper.json()
 
 
 async def test_session_id_form_and_stream_headers(server: EmcpServer) -> None:

@@ -1,16 +1,26 @@
-"""Reading a POSTed message body within the size limit, for both HTTP transports."""
+"""Reading a POSTed message body within the size limit, for both HTTP transports: from a Quart
+request, or straight from ASGI for the routes served below Quart."""
 
 from __future__ import annotations
 
+from hypercorn.typing import ASGIReceiveCallable, Scope
 from quart import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from emcp.transport.intake import IntakeError
 
 
+class ClientGone(Exception):
+    """The client disconnected before its body was read: there is nobody to answer."""
+
+
+def _too_large(max_bytes: int) -> IntakeError:
+    return IntakeError("body_too_large", f"the body is over the {max_bytes}-byte limit")
+
+
 async def read_body(max_bytes: int) -> bytes:
     """The request body, or IntakeError `body_too_large` before more than `max_bytes` is buffered."""
-    too_large = IntakeError("body_too_large", f"the body is over the {max_bytes}-byte limit")
+    too_large = _too_large(max_bytes)
     if request.content_length is not None and request.content_length > max_bytes:
         raise too_large
     request.max_content_length = max_bytes
@@ -18,3 +28,24 @@ async def read_body(max_bytes: int) -> bytes:
         return await request.get_data(cache=False)
     except RequestEntityTooLarge:
         raise too_large from None
+
+
+async def receive_body(scope: Scope, receive: ASGIReceiveCallable, max_bytes: int) -> bytes:
+    """`read_body` for an ASGI handler: IntakeError `body_too_large` as soon as the declared or
+    received length passes `max_bytes`; ClientGone on a disconnect."""
+    for name, value in scope["headers"]:
+        if name.lower() == b"content-length" and value.isdigit() and int(value) > max_bytes:
+            raise _too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

@@ -11,15 +11,17 @@ handed to the socket.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import parse_qs
 
+from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 from quart import Quart, Response, request
 
 from emcp.auth.caller import caller_of
 from emcp.nursery import DuplicateRequest, Overloaded, RegistryFull, SessionClosed, SessionRegistry
 from emcp.settings import Settings
 from emcp.transport.event_stream import KEEPALIVE, encode_events, event_stream_response, next_or_keepalive
-from emcp.transport.http_body import read_body
-from emcp.transport.http_errors import json_error
+from emcp.transport.http_body import ClientGone, receive_body
+from emcp.transport.http_errors import json_error, send_json_error
 from emcp.transport.intake import IntakeError, parse_message
 
 SSE_PATH = "/mcp/sse"
@@ -54,27 +56,81 @@ def add_sse_routes(app: Quart, registry: SessionRegistry, settings: Settings) ->
 
         return event_stream_response(events())
 
-    @app.post(f"{MESSAGES_PATH}/<session_id>")
-    @app.post(MESSAGES_PATH)
-    async def post_message(session_id: str | None = None) -> Response:
-        session_id = session_id or request.args.get("session_id") or request.args.get("sessionId")
-        if not session_id:
-            return json_error(
-                400, "missing_session_id", f"POST to {MESSAGES_PATH}/<session_id>, the URI of the endpoint event"
-            )
-        session = registry.get(session_id, caller_of(request.scope))
-        if session is None:
-            return json_error(404, "session_not_found", "no such session, or it has ended; open a new one")
+
+class MessagesEndpoint:
+    """`POST /mcp/messages/{id}` (or `?session_id=`), served as ASGI below Quart.
+
+    Every tool call over SSE is one of these POSTs, and Quart's request and
+    response machinery (request context, routing, wrappers) costs about a
+    quarter of a millisecond each: as much as a whole tool call's own work.
+    Anything that is not such a POST goes on to Quart (which answers a wrong
+    method or path with its JSON 405 or 404). The auth and Host/Origin guards
+    and the body-size counting wrap this as they wrap Quart.
+    """
+
+    def __init__(self, app: ASGIFramework, registry: SessionRegistry, settings: Settings) -> None:
+        self.app = app
+        self.registry = registry
+        self.max_body_bytes = settings.http.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        session_id = _named_session_id(scope)
+        if session_id is None:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            allowed = {"Allow": "POST"}
+            await send_json_error(scope, send, 405, "method_not_allowed", "send messages with POST", allowed)
+            return
         try:
-            message = parse_message(await read_body(settings.http.max_body_bytes))
+            status, code, message, headers = await self._post(scope, receive, session_id)
+        except ClientGone:
+            return
+        if status == 202:
+            await send({"type": "http.response.start", "status": 202, "headers": _ACCEPTED_HEADERS})
+            await send({"type": "http.response.body", "body": _ACCEPTED, "more_body": False})
+        else:
+            await send_json_error(scope, send, status, code, message, headers)
+
+    async def _post(
+        self, scope: Scope, receive: ASGIReceiveCallable, session_id: str
+    ) -> tuple[int, str, str, dict[str, str] | None]:
+        """(status, error code, error message, headers): 202 when the message was taken."""
+        if not session_id:
+            where = f"POST to {MESSAGES_PATH}/<session_id>, the URI of the endpoint event"
+            return 400, "missing_session_id", where, None
+        session = self.registry.get(session_id, caller_of(scope))
+        if session is None:
+            return 404, "session_not_found", "no such session, or it has ended; open a new one", None
+        try:
+            message = parse_message(await receive_body(scope, receive, self.max_body_bytes))
         except IntakeError as exc:
-            return json_error(413 if exc.code == "body_too_large" else 400, exc.code, exc.message)
+            return (413 if exc.code == "body_too_large" else 400), exc.code, exc.message, None
         try:
             await session.submit(message)
         except SessionClosed:
-            return json_error(404, "session_not_found", "the session has ended; open a new one")
+            return 404, "session_not_found", "the session has ended; open a new one", None
         except Overloaded as exc:
-            return json_error(429, "too_many_requests_in_flight", str(exc), headers={"Retry-After": "1"})
+            return 429, "too_many_requests_in_flight", str(exc), {"Retry-After": "1"}
         except DuplicateRequest as exc:
-            return json_error(400, "duplicate_request_id", str(exc))
-        return Response(b"Accepted", status=202, content_type="text/plain")
+            return 400, "duplicate_request_id", str(exc), None
+        return 202, "", "", None
+
+
+_ACCEPTED = b"Accepted"
+_ACCEPTED_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", str(len(_ACCEPTED)).encode())]
+
+
+def _named_session_id(scope: Scope) -> str | None:
+    """The session a request to the messages endpoint names ("" when it names none); None for
+    a request to any other path."""
+    if scope["type"] != "http":
+        return None
+    path = scope["path"]
+    if path == MESSAGES_PATH:
+        query = parse_qs(scope["query_string"].decode("latin-1"))
+        return next(iter(query.get("session_id") or query.get("sessionId") or [""]))
+    prefix = MESSAGES_PATH + "/"
+    if path.startswith(prefix) and len(path) > len(prefix) and "/" not in path[len(prefix) :]:
+        return path[len(prefix) :]
+    return None
