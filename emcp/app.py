@@ -20,7 +20,7 @@ from emcp.settings import Settings
 from emcp.transport.host_guard import HostGuard
 from emcp.transport.http_errors import http_exception_to_json, json_error
 from emcp.transport.sse import MessagesEndpoint, add_sse_routes
-from emcp.transport.streamable_http import add_streamable_http_routes
+from emcp.transport.streamable_http import streamable_http_endpoint
 from emcp.transport.websocket import add_websocket_route
 
 logger = logging.getLogger(__name__)
@@ -77,12 +77,15 @@ def create_app(
         logger.exception("unhandled error in a request handler", exc_info=exc)
         return json_error(500, "internal_error", "the server failed to handle this request; it has been logged")
 
-    inner: ASGIFramework = _FinishResponses(MessagesEndpoint(app.asgi_app, registry, settings))
+    # The two endpoints every tool call goes through are served below Quart (see their docstrings).
+    served: ASGIFramework = streamable_http_endpoint(
+        MessagesEndpoint(app.asgi_app, registry, settings), registry, settings
+    )
+    inner: ASGIFramework = _FinishResponses(served)
     if tokens or jwt is not None:
         inner = AuthGuard(inner, tokens, jwt)
     app.asgi_app = HostGuard(inner, settings.http)
     add_sse_routes(app, registry, settings)
-    add_streamable_http_routes(app, registry, settings)
     add_websocket_route(app, registry, settings)
     add_download_route(app, results)
     add_ops_routes(app, ops)

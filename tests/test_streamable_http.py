@@ -176,6 +176,33 @@ async def test_a_prompt_answer_is_one_json_body_and_progress_first_is_a_stream(s
     assert events[0]["method"] == "notifications/progress" and events[-1]["id"] == 2
 
 
+@pytest.mark.parametrize("accept", ["application/json", "application/json, text/event-stream"])
+async def test_a_client_that_leaves_before_its_answer_stops_its_query(server: EmcpServer, accept: str) -> None:
+    """Before any byte of the response, a disconnect is all the server sees: it must cancel the request."""
+    headers = {"Accept": accept, "Content-Type": "application/json"}
+    with trio.fail_after(30):
+        async with httpx2.AsyncClient(base_url=server.url, timeout=20) as http:
+            init = rpc(
+                "initialize", 0, protocolVersion="2025-11-25", capabilities={}, clientInfo={"name": "t", "version": "1"}
+            )
+            response = await http.post("/mcp", json=init, headers=headers)
+            headers["Mcp-Session-Id"] = response.headers["mcp-session-id"]
+            call = rpc("tools/call", 1, name="sql", arguments={"database": "new_company", "sql": SLOW_SQL})
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(lambda: http.post("/mcp", json=call, headers=headers))
+                await wait_running(server, 1)
+                nursery.cancel_scope.cancel()  # the client gives up: its connection closes
+            await queries_settle(server, interrupted=1)
+            (live,) = server.registry.sessions()
+            await server.registry.watch.wait_until(lambda: live.statistics().requests_in_flight == 0)
+            # The session goes on.
+            listed = await http.post("/mcp", json=rpc("tools/list", 2), headers=headers)
+            assert listed.status_code == 200 and "list_databases" in listed.text
+            wrong = await http.put("/mcp", json=rpc("ping", 3), headers=headers)
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, POST, DELETE"
+    assert wrong.json()["error"]["data"]["reason"] == "method_not_allowed"
+
+
 async def test_get_stream_opens_once_per_session_and_delete_ends_the_session(server: EmcpServer) -> None:
     with trio.fail_after(30):
         async with httpx2.AsyncClient(base_url=server.url, timeout=20) as http:

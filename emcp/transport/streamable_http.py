@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import suppress
+from contextlib import aclosing, suppress
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import trio
+from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
@@ -52,15 +54,17 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
-from quart import Quart, Response, request
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header, parse_options_header
 
 from emcp.auth.caller import caller_of
 from emcp.nursery import DuplicateRequest, Overloaded, RegistryFull, Session, SessionClosed, SessionRegistry
 from emcp.nursery.detached import start_soon_detached
 from emcp.settings import Settings
-from emcp.transport.event_stream import KEEPALIVE, encode_events, event_stream_response, next_or_keepalive
+from emcp.transport.event_stream import HEADERS as EVENT_STREAM_HEADERS
+from emcp.transport.event_stream import KEEPALIVE, encode_events, next_or_keepalive
 from emcp.transport.frame_errors import INVALID_REQUEST, PARSE_ERROR, TOO_MANY_IN_FLIGHT, error_message, refusal
-from emcp.transport.http_body import read_body
+from emcp.transport.http_body import ClientGone, receive_body
 from emcp.transport.intake import IntakeError, parse_message
 from emcp.transport.outbound import message_json
 
@@ -78,6 +82,16 @@ _JSON_ANSWER_WINDOW = 0.5
 _STREAM_BUFFER = 16
 
 
+@dataclass
+class _Reply:
+    """A whole HTTP response: one body, or an event stream written as it is produced."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    events: AsyncIterator[bytes] | None = None
+
+
 def _rpc_error(
     status: int,
     code: int,
@@ -85,20 +99,87 @@ def _rpc_error(
     reason: str,
     request_id: RequestId | None = None,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> _Reply:
     """An HTTP error whose body is a JSON-RPC error: what MCP clients on this transport parse."""
-    body = error_message(request_id, code, message, reason)
-    return Response(body, status=status, content_type="application/json", headers=headers)
+    return _json(status, error_message(request_id, code, message, reason), headers)
 
 
-def _json_message(message: JSONRPCMessage, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(message_json(message), status=status, content_type="application/json", headers=headers)
+def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> _Reply:
+    return _Reply(status, {"content-type": "application/json", **(headers or {})}, body)
 
 
-def _accepts() -> tuple[bool, bool]:
-    """Whether the client takes a JSON body, and an event stream (wildcards count)."""
-    accept = request.accept_mimetypes
-    return accept["application/json"] > 0, accept["text/event-stream"] > 0
+def _json_message(message: JSONRPCMessage, status: int = 200, headers: dict[str, str] | None = None) -> _Reply:
+    return _json(status, message_json(message), headers)
+
+
+def _event_stream(events: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> _Reply:
+    return _Reply(200, {"content-type": "text/event-stream", **EVENT_STREAM_HEADERS, **(headers or {})}, events=events)
+
+
+async def _send_reply(send: ASGISendCallable, reply: _Reply) -> None:
+    fields = dict(reply.headers)
+    if reply.events is None:
+        fields["content-length"] = str(len(reply.body))
+    start = {"type": "http.response.start", "status": reply.status, "headers": _encoded(fields)}
+    await send(start)  # type: ignore[arg-type]
+    if reply.events is not None:
+        async with aclosing(reply.events) as events:  # its finally runs here, even when cancelled
+            async for chunk in events:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+
+
+def _encoded(fields: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in fields.items()]
+
+
+async def _cancel_on_disconnect(receive: ASGIReceiveCallable, scope: trio.CancelScope) -> None:
+    """The client went away: what a request or stream it was waiting for must not outlive."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+class _Request:
+    """The request's method, headers and body, as the handlers below read them."""
+
+    def __init__(self, scope: Scope, receive: ASGIReceiveCallable, nursery: trio.Nursery) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._nursery = nursery
+        self._watching = False
+        self.method: str = scope["method"]
+        #: Every header line in order, duplicates included (a routing header sent twice is refused).
+        self.header_lines = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
+        self.headers: dict[str, str] = {}
+        for name, value in self.header_lines:
+            self.headers.setdefault(name.lower(), value)
+
+    async def body(self, max_bytes: int) -> bytes:
+        """The whole body (IntakeError past `max_bytes`); from then on a disconnect cancels the request."""
+        try:
+            return await receive_body(self.scope, self._receive, max_bytes)
+        except ClientGone:
+            self._nursery.cancel_scope.cancel()
+            await trio.lowlevel.checkpoint()  # raises Cancelled: there is nobody to answer
+            raise
+        finally:
+            self.watch()
+
+    def watch(self) -> None:
+        """Cancel the request when the client disconnects (once its body, if any, has been read)."""
+        if not self._watching:
+            self._watching = True
+            self._nursery.start_soon(_cancel_on_disconnect, self._receive, self._nursery.cancel_scope)
+
+    def accepts(self) -> tuple[bool, bool]:
+        """Whether the client takes a JSON body, and an event stream (wildcards count)."""
+        accept = parse_accept_header(self.headers.get("accept"), MIMEAccept)
+        return accept["application/json"] > 0, accept["text/event-stream"] > 0
+
+    @property
+    def mimetype(self) -> str:
+        return parse_options_header(self.headers.get("content-type", ""))[0].lower()
 
 
 def _is_response(message: JSONRPCMessage) -> bool:
@@ -184,9 +265,27 @@ class _Router:
             target.close()
 
 
-def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: Settings) -> None:
+def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, settings: Settings) -> ASGIFramework:
+    """`/mcp` as ASGI in front of `app` (Quart), which gets every other path.
+
+    Served below Quart because its request and response machinery costs about
+    as much as a tool call's own work, and every call is a request here. A
+    client that disconnects cancels whatever its request was waiting for, as
+    Quart would: the request, its stream, its stateless session.
+    """
     keepalive = settings.http.keepalive
     routers: dict[str, _Router] = {}
+
+    async def endpoint(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] != "http" or scope["path"] != MCP_PATH:
+            await app(scope, receive, send)
+            return
+        async with trio.open_nursery() as nursery:
+            request = _Request(scope, receive, nursery)
+            reply = await route(request)
+            request.watch()
+            await _send_reply(send, reply)
+            nursery.cancel_scope.cancel()  # answered: stop watching for a disconnect
 
     def start_router(session: Session) -> _Router:
         router = routers[session.id] = _Router(session)
@@ -200,26 +299,29 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
         start_soon_detached(session.nursery, run)  # not holding the initialize request's context
         return router
 
-    def too_many_sessions() -> Response:
+    def too_many_sessions() -> _Reply:
         return _rpc_error(
             503, INVALID_REQUEST, "the server holds its maximum number of sessions; retry later", "too_many_sessions"
         )
 
-    @app.route(MCP_PATH, methods=["POST", "GET", "DELETE"])
-    async def mcp_endpoint() -> Response:
-        version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
+    async def route(request: _Request) -> _Reply:
+        version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER.lower())
         if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
-            return await stateless_exchange()
+            return await stateless_exchange(request)
         if request.method == "GET":
-            return await open_standalone_stream()
+            return await open_standalone_stream(request)
         if request.method == "DELETE":
-            return end_session()
-        return await post_2025()
+            return end_session(request)
+        if request.method == "POST":
+            return await post_2025(request)
+        return _json(
+            405, refusal("method_not_allowed", "use POST, GET or DELETE on /mcp"), {"Allow": "GET, POST, DELETE"}
+        )
 
     # -- 2025 eras: sessions -------------------------------------------------------------
 
-    def find_session() -> tuple[Session, _Router] | Response:
-        session_id = request.headers.get(SESSION_HEADER)
+    def find_session(request: _Request) -> tuple[Session, _Router] | _Reply:
+        session_id = request.headers.get(SESSION_HEADER.lower())
         if not session_id:
             return _rpc_error(
                 400,
@@ -234,8 +336,8 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
             )
         return session, router
 
-    async def post_2025() -> Response:
-        wants_json, wants_events = _accepts()
+    async def post_2025(request: _Request) -> _Reply:
+        wants_json, wants_events = request.accepts()
         if not (wants_json or wants_events):
             return _rpc_error(
                 406,
@@ -246,19 +348,18 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
         if request.mimetype != "application/json":
             return _rpc_error(415, INVALID_REQUEST, "Content-Type must be application/json", "unsupported_media_type")
         try:
-            message = parse_message(await read_body(settings.http.max_body_bytes))
+            message = parse_message(await request.body(settings.http.max_body_bytes))
         except IntakeError as exc:
-            status = 413 if exc.code == "body_too_large" else 400
-            return Response(refusal(exc.code, exc.message), status=status, content_type="application/json")
+            return _json(413 if exc.code == "body_too_large" else 400, refusal(exc.code, exc.message))
         if isinstance(message, JSONRPCRequest) and message.method == "initialize":
             try:
                 session = await registry.open_session("streamable-http", caller_of(request.scope))
             except RegistryFull:
                 return too_many_sessions()
-            found: tuple[Session, _Router] | Response = (session, start_router(session))
+            found: tuple[Session, _Router] | _Reply = (session, start_router(session))
         else:
-            found = find_session()
-        if isinstance(found, Response):
+            found = find_session(request)
+        if isinstance(found, _Reply):
             return found
         session, router = found
         headers = {SESSION_HEADER: session.id}
@@ -268,12 +369,12 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
                 await session.submit(message)
             except SessionClosed:
                 return _rpc_error(404, INVALID_REQUEST, "the session has ended", "session_not_found")
-            return Response(b"", status=202, headers=headers)
+            return _Reply(202, headers)
         return await answer_request(session, router, message, headers, events=wants_events)
 
     async def answer_request(
         session: Session, router: _Router, message: JSONRPCRequest, headers: dict[str, str], *, events: bool
-    ) -> Response:
+    ) -> _Reply:
         if router.is_open(message.id):
             return duplicate(message.id)
         replies = router.open_request(message.id)
@@ -314,7 +415,7 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
                         session.acknowledge([first])
                         return _json_message(first.message, headers=headers)
                     streaming = True
-                    return event_stream_response(request_events(session, router, message.id, replies, first), headers)
+                    return _event_stream(request_events(session, router, message.id, replies, first), headers)
             else:
                 # JSON only: wait for the response; notifications for the request have no wire here.
                 async for item in replies:
@@ -322,14 +423,14 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
                     if _is_response(item.message):
                         return _json_message(item.message, headers=headers)
         finally:
-            # Also reached when the client goes away (quart-trio cancels us).
+            # Also reached when the client goes away (the disconnect cancels us).
             if not streaming:
                 end_request(session, router, message.id, replies)
         return _rpc_error(
             404, INVALID_REQUEST, "the session ended before the request completed", "session_not_found", message.id
         )
 
-    def duplicate(request_id: RequestId) -> Response:
+    def duplicate(request_id: RequestId) -> _Reply:
         return _rpc_error(400, INVALID_REQUEST, str(DuplicateRequest()), "duplicate_request_id", request_id)
 
     async def request_events(
@@ -369,11 +470,11 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
         # A no-op once answered; when the client closed the stream early, the request stops.
         session.cancel_request(request_id, "the client closed the request's response stream")
 
-    async def open_standalone_stream() -> Response:
-        if not _accepts()[1]:
+    async def open_standalone_stream(request: _Request) -> _Reply:
+        if not request.accepts()[1]:
             return _rpc_error(406, INVALID_REQUEST, "the GET stream is text/event-stream: accept it", "not_acceptable")
-        found = find_session()
-        if isinstance(found, Response):
+        found = find_session(request)
+        if isinstance(found, _Reply):
             return found
         session, router = found
         if router.standalone is not None:
@@ -395,25 +496,25 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
                     router.standalone = None
                 send.close()
 
-        return event_stream_response(events(), {SESSION_HEADER: session.id})
+        return _event_stream(events(), {SESSION_HEADER: session.id})
 
-    def end_session() -> Response:
-        found = find_session()
-        if isinstance(found, Response):
+    def end_session(request: _Request) -> _Reply:
+        found = find_session(request)
+        if isinstance(found, _Reply):
             return found
         found[0].close("the client ended the session (DELETE)")
-        return Response(b"", status=200)
+        return _Reply(200)
 
     # -- 2026-07-28: stateless exchanges ----------------------------------------------------
 
-    async def stateless_exchange() -> Response:
+    async def stateless_exchange(request: _Request) -> _Reply:
         if request.method != "POST":
-            return Response(b"", status=405, headers={"Allow": "POST"})
-        wants_json, wants_events = _accepts()
+            return _Reply(405, {"Allow": "POST"})
+        wants_json, wants_events = request.accepts()
         if not wants_json:
             return _rpc_error(406, INVALID_REQUEST, "the client must accept application/json", "not_acceptable")
         try:
-            body = await read_body(settings.http.max_body_bytes)
+            body = await request.body(settings.http.max_body_bytes)
         except IntakeError as exc:
             return _rpc_error(413, INVALID_REQUEST, exc.message, exc.code)
         try:
@@ -421,7 +522,7 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
         except orjson.JSONDecodeError as exc:
             return _rpc_error(400, PARSE_ERROR, f"the body is not valid JSON: {exc}", "invalid_json")
         if isinstance(decoded, dict) and "id" not in decoded:
-            return acknowledge_notification(decoded)
+            return acknowledge_notification(request, decoded)
         try:
             message = JSONRPCRequest.model_validate(decoded)
         except ValidationError:
@@ -431,10 +532,10 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
                 "the body must be one JSON-RPC request or notification object",
                 "invalid_jsonrpc",
             )
-        duplicated = find_duplicated_routing_header(request.headers.items())
+        duplicated = find_duplicated_routing_header(request.header_lines)
         if duplicated is not None:
             return ladder_rejection(HEADER_MISMATCH, f"{duplicated} header appears more than once", None, message.id)
-        verdict = classify_inbound_request(decoded, headers={k.lower(): v for k, v in request.headers.items()})
+        verdict = classify_inbound_request(decoded, headers=request.headers)
         if isinstance(verdict, InboundLadderRejection):
             return ladder_rejection(verdict.code, verdict.message, verdict.data, message.id)
         try:
@@ -458,15 +559,15 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
                 session.acknowledge(first)
                 return exchange_answer(first[0].message)
             streaming = True
-            return event_stream_response(exchange_events(session, first))
+            return _event_stream(exchange_events(session, first))
         except SessionClosed:
             return _rpc_error(503, INVALID_REQUEST, "the server is shutting down; retry", "shutting_down", message.id)
         finally:
-            # Also reached when the client goes away (quart-trio cancels us): that ends the request.
+            # Also reached when the client goes away (the disconnect cancels us): that ends the request.
             if not streaming:
                 session.close("exchange ended")
 
-    def exchange_answer(message: JSONRPCMessage) -> Response:
+    def exchange_answer(message: JSONRPCMessage) -> _Reply:
         status = ERROR_CODE_HTTP_STATUS.get(message.error.code, 200) if isinstance(message, JSONRPCError) else 200
         return _json_message(message, status)
 
@@ -489,11 +590,11 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
             # Closing the response stream is how a 2026 client cancels: this ends the request.
             session.close("exchange ended")
 
-    def ladder_rejection(code: int, message: str, data: Any, request_id: RequestId | None) -> Response:
+    def ladder_rejection(code: int, message: str, data: Any, request_id: RequestId | None) -> _Reply:
         error = JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=code, message=message, data=data))
         return exchange_answer(error)
 
-    def acknowledge_notification(decoded: dict[str, Any]) -> Response:
+    def acknowledge_notification(request: _Request, decoded: dict[str, Any]) -> _Reply:
         """The 2026 wire has no client notifications (a client cancels by closing the stream): accept, drop."""
         try:
             JSONRPCNotification.model_validate(decoded)
@@ -501,7 +602,9 @@ def add_streamable_http_routes(app: Quart, registry: SessionRegistry, settings: 
             return _rpc_error(
                 400, INVALID_REQUEST, "the body must be one JSON-RPC request or notification object", "invalid_jsonrpc"
             )
-        rejection = unsupported_protocol_version_rejection(request.headers.get(MCP_PROTOCOL_VERSION_HEADER, ""))
+        rejection = unsupported_protocol_version_rejection(request.headers.get(MCP_PROTOCOL_VERSION_HEADER.lower(), ""))
         if rejection is not None:
             return ladder_rejection(rejection.code, rejection.message, rejection.data, None)
-        return Response(b"", status=202)
+        return _Reply(202)
+
+    return endpoint
