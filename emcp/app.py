@@ -21,7 +21,7 @@ from emcp.transport.host_guard import HostGuard
 from emcp.transport.http_errors import http_exception_to_json, json_error
 from emcp.transport.sse import MessagesEndpoint, add_sse_routes
 from emcp.transport.streamable_http import streamable_http_endpoint
-from emcp.transport.websocket import add_websocket_route
+from emcp.transport.websocket import websocket_endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -77,16 +77,15 @@ def create_app(
         logger.exception("unhandled error in a request handler", exc_info=exc)
         return json_error(500, "internal_error", "the server failed to handle this request; it has been logged")
 
-    # The two endpoints every tool call goes through are served below Quart (see their docstrings).
-    served: ASGIFramework = streamable_http_endpoint(
-        MessagesEndpoint(app.asgi_app, registry, settings), registry, settings
+    # The endpoints every tool call goes through are served below Quart (see their docstrings).
+    served: ASGIFramework = websocket_endpoint(
+        streamable_http_endpoint(MessagesEndpoint(app.asgi_app, registry, settings), registry, settings), registry
     )
     inner: ASGIFramework = _FinishResponses(served)
     if tokens or jwt is not None:
         inner = AuthGuard(inner, tokens, jwt)
     app.asgi_app = HostGuard(inner, settings.http)
     add_sse_routes(app, registry, settings)
-    add_websocket_route(app, registry, settings)
     add_download_route(app, results)
     add_ops_routes(app, ops)
     return app

@@ -13,19 +13,22 @@ shutdown) closes the socket with 1001.
 Ping/pong keepalive and the largest accepted message are hypercorn's job
 (`websocket_ping_interval`, `websocket_max_message_size`, set from
 `HttpSettings`); a message over the limit is closed with 1009 by hypercorn.
+
+Served as ASGI below Quart: Quart's websocket wrapper costs two tasks and its
+request context per connection, held for the connection's whole life, and a
+layer of calls on every frame.
 """
 
 from __future__ import annotations
 
 import trio
+from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 from mcp.shared.message import SessionMessage
-from quart import Quart, Response, websocket
 
 from emcp.auth.caller import caller_of
 from emcp.nursery import RegistryFull, Session, SessionClosed, SessionRegistry
-from emcp.settings import Settings
 from emcp.transport.frame_errors import refusal, take
-from emcp.transport.http_errors import json_error
+from emcp.transport.http_errors import send_json_error
 from emcp.transport.outbound import message_json
 
 WS_PATH = "/mcp/ws"
@@ -35,19 +38,29 @@ SUBPROTOCOL = "mcp"
 GOING_AWAY = 1001
 
 
-async def _read_frames(session: Session) -> None:
-    """Hand each client frame to the session; answer the ones it cannot take with an error frame."""
+async def _read_frames(session: Session, receive: ASGIReceiveCallable, send: ASGISendCallable) -> bool:
+    """Hand each client frame to the session; answer the ones it cannot take with an error frame.
+
+    Returns True when the client disconnects, False when the session ends first
+    (then the writer closes the connection).
+    """
     while True:
-        data = await websocket.receive()
-        if isinstance(data, str):
-            error = await take(session, data.encode())
+        event = await receive()
+        if event["type"] == "websocket.disconnect":
+            return True
+        text = event.get("text")
+        if text is not None:
+            try:
+                error = await take(session, text.encode())
+            except SessionClosed:
+                return False
         else:
             error = refusal("binary_frame", "binary frames are not accepted; send JSON text frames")
         if error is not None:
-            await websocket.send(error.decode())
+            await send({"type": "websocket.send", "text": error.decode()})
 
 
-async def _write_frames(session: Session) -> None:
+async def _write_frames(session: Session, send: ASGISendCallable) -> None:
     """Send the session's messages, one text frame each, until the session ends.
 
     Returns when the session has ended on its own (idle timeout, shutdown).
@@ -61,35 +74,50 @@ async def _write_frames(session: Session) -> None:
         except SessionClosed:
             return
         for item in batch:
-            await websocket.send(message_json(item.message).decode())  # a text frame, as MCP over WebSocket uses
+            # A text frame, as MCP over WebSocket uses.
+            await send({"type": "websocket.send", "text": message_json(item.message).decode()})
         session.acknowledge(batch)
 
 
-def add_websocket_route(app: Quart, registry: SessionRegistry, settings: Settings) -> None:
-    @app.websocket(WS_PATH)
-    async def websocket_session() -> Response | None:
-        # Returning a response before accept() refuses the upgrade with that HTTP status.
-        if SUBPROTOCOL not in websocket.requested_subprotocols:
-            return json_error(
-                400,
-                "subprotocol_required",
-                f"offer the WebSocket subprotocol {SUBPROTOCOL!r} (Sec-WebSocket-Protocol: {SUBPROTOCOL})",
-            )
+def websocket_endpoint(app: ASGIFramework, registry: SessionRegistry) -> ASGIFramework:
+    """`/mcp/ws` in front of `app` (Quart), which gets everything else."""
+
+    async def endpoint(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] != "websocket" or scope["path"] != WS_PATH:
+            await app(scope, receive, send)
+            return
+        if (await receive())["type"] != "websocket.connect":
+            return
+        # An HTTP response instead of the accept refuses the upgrade with that status.
+        if SUBPROTOCOL not in scope.get("subprotocols", ()):
+            message = f"offer the WebSocket subprotocol {SUBPROTOCOL!r} (Sec-WebSocket-Protocol: {SUBPROTOCOL})"
+            await send_json_error(scope, send, 400, "subprotocol_required", message)
+            return
         try:
-            session = await registry.open_session("websocket", caller_of(websocket.scope))
+            session = await registry.open_session("websocket", caller_of(scope))
         except RegistryFull:
-            return json_error(503, "too_many_sessions", "the server holds its maximum number of sessions; retry later")
+            message = "the server holds its maximum number of sessions; retry later"
+            await send_json_error(scope, send, 503, "too_many_sessions", message)
+            return
         try:
-            await websocket.accept(subprotocol=SUBPROTOCOL)
+            await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
+            client_left = False
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_read_frames, session)
-                await _write_frames(session)
+
+                async def read() -> None:
+                    nonlocal client_left
+                    if await _read_frames(session, receive, send):
+                        client_left = True
+                        nursery.cancel_scope.cancel()
+
+                nursery.start_soon(read)
+                await _write_frames(session, send)
                 nursery.cancel_scope.cancel()
-            # The session ended on its own; a client that disconnects gets us cancelled instead.
-            # Its close reason is final once it has finished unwinding.
-            await session.closed.wait()
-            await websocket.close(GOING_AWAY, session.close_reason)
+            if not client_left:
+                # The session ended on its own; its close reason is final once it has finished unwinding.
+                await session.closed.wait()
+                await send({"type": "websocket.close", "code": GOING_AWAY, "reason": session.close_reason})
         finally:
-            # Also reached when the client goes away (quart-trio cancels us): it ends the session.
             session.close("client disconnected")
-        return None
+
+    return endpoint
