@@ -19,7 +19,7 @@ from emcp.ops import Observability, add_ops_routes
 from emcp.settings import Settings
 from emcp.transport.host_guard import HostGuard
 from emcp.transport.http_errors import http_exception_to_json, json_error
-from emcp.transport.sse import MessagesEndpoint, add_sse_routes
+from emcp.transport.sse import SseEndpoint
 from emcp.transport.streamable_http import streamable_http_endpoint
 from emcp.transport.websocket import websocket_endpoint
 
@@ -79,13 +79,12 @@ def create_app(
 
     # The endpoints every tool call goes through are served below Quart (see their docstrings).
     served: ASGIFramework = websocket_endpoint(
-        streamable_http_endpoint(MessagesEndpoint(app.asgi_app, registry, settings), registry, settings), registry
+        streamable_http_endpoint(SseEndpoint(app.asgi_app, registry, settings), registry, settings), registry
     )
     inner: ASGIFramework = _FinishResponses(served)
     if tokens or jwt is not None:
         inner = AuthGuard(inner, tokens, jwt)
     app.asgi_app = HostGuard(inner, settings.http)
-    add_sse_routes(app, registry, settings)
     add_download_route(app, results)
     add_ops_routes(app, ops)
     return app

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import trio
 from mcp.shared.message import SessionMessage
-from quart import Response
 
 from emcp.transport.outbound import message_json
 
@@ -32,9 +31,3 @@ def encode_events(batch: list[SessionMessage]) -> bytes:
     Each message is one `data:` line: its JSON holds no raw newline.
     """
     return b"".join(b"event: message\ndata: " + message_json(item.message) + b"\n\n" for item in batch)
-
-
-def event_stream_response(events: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> Response:
-    response = Response(events, content_type="text/event-stream", headers={**HEADERS, **(headers or {})})
-    response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut the stream at 60 s
-    return response

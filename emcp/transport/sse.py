@@ -13,30 +13,72 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs
 
+import trio
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
-from quart import Quart, Response, request
 
 from emcp.auth.caller import caller_of
 from emcp.nursery import DuplicateRequest, Overloaded, RegistryFull, SessionClosed, SessionRegistry
 from emcp.settings import Settings
-from emcp.transport.event_stream import KEEPALIVE, encode_events, event_stream_response, next_or_keepalive
+from emcp.transport.asgi_reply import Reply, cancel_on_disconnect, event_stream_reply, send_reply
+from emcp.transport.event_stream import KEEPALIVE, encode_events, next_or_keepalive
 from emcp.transport.http_body import ClientGone, receive_body
-from emcp.transport.http_errors import json_error, send_json_error
+from emcp.transport.http_errors import send_json_error
 from emcp.transport.intake import IntakeError, parse_message
 
 SSE_PATH = "/mcp/sse"
 MESSAGES_PATH = "/mcp/messages"
 
 
-def add_sse_routes(app: Quart, registry: SessionRegistry, settings: Settings) -> None:
-    keepalive = settings.http.keepalive
+class SseEndpoint:
+    """`GET /mcp/sse` and `POST /mcp/messages/{id}` (or `?session_id=`), served as ASGI below Quart.
 
-    @app.get(SSE_PATH)
-    async def open_stream() -> Response:
+    Every tool call over SSE is one of these POSTs, and Quart's request and
+    response machinery (request context, routing, wrappers) costs about as
+    much as the call's own work; a stream held by Quart keeps its request
+    context and two more tasks for the session's whole life. Any other path
+    goes on to Quart. The auth and Host/Origin guards and the body-size
+    counting wrap this as they wrap Quart.
+    """
+
+    def __init__(self, app: ASGIFramework, registry: SessionRegistry, settings: Settings) -> None:
+        self.app = app
+        self.registry = registry
+        self.keepalive = settings.http.keepalive
+        self.max_body_bytes = settings.http.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] == "http" and scope["path"] == SSE_PATH:
+            if scope["method"] == "GET":
+                await self._stream(scope, receive, send)
+            else:
+                allowed = {"Allow": "GET"}
+                await send_json_error(scope, send, 405, "method_not_allowed", "open the stream with GET", allowed)
+            return
+        session_id = _named_session_id(scope)
+        if session_id is None:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            allowed = {"Allow": "POST"}
+            await send_json_error(scope, send, 405, "method_not_allowed", "send messages with POST", allowed)
+            return
         try:
-            session = await registry.open_session("sse", caller_of(request.scope))
+            status, code, message, headers = await self._post(scope, receive, session_id)
+        except ClientGone:
+            return
+        if status == 202:
+            await send_reply(send, Reply(202, {"content-type": "text/plain"}, _ACCEPTED))
+        else:
+            await send_json_error(scope, send, status, code, message, headers)
+
+    async def _stream(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        try:
+            session = await self.registry.open_session("sse", caller_of(scope))
         except RegistryFull:
-            return json_error(503, "too_many_sessions", "the server holds its maximum number of sessions; retry later")
+            message = "the server holds its maximum number of sessions; retry later"
+            await send_json_error(scope, send, 503, "too_many_sessions", message)
+            return
+        keepalive = self.keepalive
 
         async def events() -> AsyncIterator[bytes]:
             try:
@@ -51,46 +93,13 @@ def add_sse_routes(app: Quart, registry: SessionRegistry, settings: Settings) ->
             except SessionClosed:
                 return  # the session ended on its own (idle, shutdown): the stream just ends
             finally:
-                # Also reached when the client goes away (quart-trio cancels us); then it ends the session.
+                # Also reached when the client goes away (the disconnect cancels us); then it ends the session.
                 session.close("client disconnected")
 
-        return event_stream_response(events())
-
-
-class MessagesEndpoint:
-    """`POST /mcp/messages/{id}` (or `?session_id=`), served as ASGI below Quart.
-
-    Every tool call over SSE is one of these POSTs, and Quart's request and
-    response machinery (request context, routing, wrappers) costs about a
-    quarter of a millisecond each: as much as a whole tool call's own work.
-    Anything that is not such a POST goes on to Quart (which answers a wrong
-    method or path with its JSON 405 or 404). The auth and Host/Origin guards
-    and the body-size counting wrap this as they wrap Quart.
-    """
-
-    def __init__(self, app: ASGIFramework, registry: SessionRegistry, settings: Settings) -> None:
-        self.app = app
-        self.registry = registry
-        self.max_body_bytes = settings.http.max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-        session_id = _named_session_id(scope)
-        if session_id is None:
-            await self.app(scope, receive, send)
-            return
-        if scope["method"] != "POST":
-            allowed = {"Allow": "POST"}
-            await send_json_error(scope, send, 405, "method_not_allowed", "send messages with POST", allowed)
-            return
-        try:
-            status, code, message, headers = await self._post(scope, receive, session_id)
-        except ClientGone:
-            return
-        if status == 202:
-            await send({"type": "http.response.start", "status": 202, "headers": _ACCEPTED_HEADERS})
-            await send({"type": "http.response.body", "body": _ACCEPTED, "more_body": False})
-        else:
-            await send_json_error(scope, send, status, code, message, headers)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cancel_on_disconnect, receive, nursery.cancel_scope)
+            await send_reply(send, event_stream_reply(events()))
+            nursery.cancel_scope.cancel()
 
     async def _post(
         self, scope: Scope, receive: ASGIReceiveCallable, session_id: str
@@ -118,7 +127,6 @@ class MessagesEndpoint:
 
 
 _ACCEPTED = b"Accepted"
-_ACCEPTED_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", str(len(_ACCEPTED)).encode())]
 
 
 def _named_session_id(scope: Scope) -> str | None:

@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import aclosing, suppress
-from dataclasses import dataclass, field
+from contextlib import suppress
 from typing import Any
 
 import orjson
@@ -61,7 +60,7 @@ from emcp.auth.caller import caller_of
 from emcp.nursery import DuplicateRequest, Overloaded, RegistryFull, Session, SessionClosed, SessionRegistry
 from emcp.nursery.detached import start_soon_detached
 from emcp.settings import Settings
-from emcp.transport.event_stream import HEADERS as EVENT_STREAM_HEADERS
+from emcp.transport.asgi_reply import Reply, cancel_on_disconnect, event_stream_reply, json_reply, send_reply
 from emcp.transport.event_stream import KEEPALIVE, encode_events, next_or_keepalive
 from emcp.transport.frame_errors import INVALID_REQUEST, PARSE_ERROR, TOO_MANY_IN_FLIGHT, error_message, refusal
 from emcp.transport.http_body import ClientGone, receive_body
@@ -82,16 +81,6 @@ _JSON_ANSWER_WINDOW = 0.5
 _STREAM_BUFFER = 16
 
 
-@dataclass
-class _Reply:
-    """A whole HTTP response: one body, or an event stream written as it is produced."""
-
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    events: AsyncIterator[bytes] | None = None
-
-
 def _rpc_error(
     status: int,
     code: int,
@@ -99,45 +88,13 @@ def _rpc_error(
     reason: str,
     request_id: RequestId | None = None,
     headers: dict[str, str] | None = None,
-) -> _Reply:
+) -> Reply:
     """An HTTP error whose body is a JSON-RPC error: what MCP clients on this transport parse."""
-    return _json(status, error_message(request_id, code, message, reason), headers)
+    return json_reply(status, error_message(request_id, code, message, reason), headers)
 
 
-def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> _Reply:
-    return _Reply(status, {"content-type": "application/json", **(headers or {})}, body)
-
-
-def _json_message(message: JSONRPCMessage, status: int = 200, headers: dict[str, str] | None = None) -> _Reply:
-    return _json(status, message_json(message), headers)
-
-
-def _event_stream(events: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> _Reply:
-    return _Reply(200, {"content-type": "text/event-stream", **EVENT_STREAM_HEADERS, **(headers or {})}, events=events)
-
-
-async def _send_reply(send: ASGISendCallable, reply: _Reply) -> None:
-    fields = dict(reply.headers)
-    if reply.events is None:
-        fields["content-length"] = str(len(reply.body))
-    start = {"type": "http.response.start", "status": reply.status, "headers": _encoded(fields)}
-    await send(start)  # type: ignore[arg-type]
-    if reply.events is not None:
-        async with aclosing(reply.events) as events:  # its finally runs here, even when cancelled
-            async for chunk in events:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": reply.body, "more_body": False})
-
-
-def _encoded(fields: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in fields.items()]
-
-
-async def _cancel_on_disconnect(receive: ASGIReceiveCallable, scope: trio.CancelScope) -> None:
-    """The client went away: what a request or stream it was waiting for must not outlive."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    scope.cancel()
+def _json_message(message: JSONRPCMessage, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+    return json_reply(status, message_json(message), headers)
 
 
 class _Request:
@@ -170,7 +127,7 @@ class _Request:
         """Cancel the request when the client disconnects (once its body, if any, has been read)."""
         if not self._watching:
             self._watching = True
-            self._nursery.start_soon(_cancel_on_disconnect, self._receive, self._nursery.cancel_scope)
+            self._nursery.start_soon(cancel_on_disconnect, self._receive, self._nursery.cancel_scope)
 
     def accepts(self) -> tuple[bool, bool]:
         """Whether the client takes a JSON body, and an event stream (wildcards count)."""
@@ -284,7 +241,7 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
             request = _Request(scope, receive, nursery)
             reply = await route(request)
             request.watch()
-            await _send_reply(send, reply)
+            await send_reply(send, reply)
             nursery.cancel_scope.cancel()  # answered: stop watching for a disconnect
 
     def start_router(session: Session) -> _Router:
@@ -299,12 +256,12 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
         start_soon_detached(session.nursery, run)  # not holding the initialize request's context
         return router
 
-    def too_many_sessions() -> _Reply:
+    def too_many_sessions() -> Reply:
         return _rpc_error(
             503, INVALID_REQUEST, "the server holds its maximum number of sessions; retry later", "too_many_sessions"
         )
 
-    async def route(request: _Request) -> _Reply:
+    async def route(request: _Request) -> Reply:
         version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER.lower())
         if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
             return await stateless_exchange(request)
@@ -314,13 +271,13 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
             return end_session(request)
         if request.method == "POST":
             return await post_2025(request)
-        return _json(
+        return json_reply(
             405, refusal("method_not_allowed", "use POST, GET or DELETE on /mcp"), {"Allow": "GET, POST, DELETE"}
         )
 
     # -- 2025 eras: sessions -------------------------------------------------------------
 
-    def find_session(request: _Request) -> tuple[Session, _Router] | _Reply:
+    def find_session(request: _Request) -> tuple[Session, _Router] | Reply:
         session_id = request.headers.get(SESSION_HEADER.lower())
         if not session_id:
             return _rpc_error(
@@ -336,7 +293,7 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
             )
         return session, router
 
-    async def post_2025(request: _Request) -> _Reply:
+    async def post_2025(request: _Request) -> Reply:
         wants_json, wants_events = request.accepts()
         if not (wants_json or wants_events):
             return _rpc_error(
@@ -350,16 +307,16 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
         try:
             message = parse_message(await request.body(settings.http.max_body_bytes))
         except IntakeError as exc:
-            return _json(413 if exc.code == "body_too_large" else 400, refusal(exc.code, exc.message))
+            return json_reply(413 if exc.code == "body_too_large" else 400, refusal(exc.code, exc.message))
         if isinstance(message, JSONRPCRequest) and message.method == "initialize":
             try:
                 session = await registry.open_session("streamable-http", caller_of(request.scope))
             except RegistryFull:
                 return too_many_sessions()
-            found: tuple[Session, _Router] | _Reply = (session, start_router(session))
+            found: tuple[Session, _Router] | Reply = (session, start_router(session))
         else:
             found = find_session(request)
-        if isinstance(found, _Reply):
+        if isinstance(found, Reply):
             return found
         session, router = found
         headers = {SESSION_HEADER: session.id}
@@ -369,12 +326,12 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
                 await session.submit(message)
             except SessionClosed:
                 return _rpc_error(404, INVALID_REQUEST, "the session has ended", "session_not_found")
-            return _Reply(202, headers)
+            return Reply(202, headers)
         return await answer_request(session, router, message, headers, events=wants_events)
 
     async def answer_request(
         session: Session, router: _Router, message: JSONRPCRequest, headers: dict[str, str], *, events: bool
-    ) -> _Reply:
+    ) -> Reply:
         if router.is_open(message.id):
             return duplicate(message.id)
         replies = router.open_request(message.id)
@@ -415,7 +372,7 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
                         session.acknowledge([first])
                         return _json_message(first.message, headers=headers)
                     streaming = True
-                    return _event_stream(request_events(session, router, message.id, replies, first), headers)
+                    return event_stream_reply(request_events(session, router, message.id, replies, first), headers)
             else:
                 # JSON only: wait for the response; notifications for the request have no wire here.
                 async for item in replies:
@@ -430,7 +387,7 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
             404, INVALID_REQUEST, "the session ended before the request completed", "session_not_found", message.id
         )
 
-    def duplicate(request_id: RequestId) -> _Reply:
+    def duplicate(request_id: RequestId) -> Reply:
         return _rpc_error(400, INVALID_REQUEST, str(DuplicateRequest()), "duplicate_request_id", request_id)
 
     async def request_events(
@@ -470,11 +427,11 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
         # A no-op once answered; when the client closed the stream early, the request stops.
         session.cancel_request(request_id, "the client closed the request's response stream")
 
-    async def open_standalone_stream(request: _Request) -> _Reply:
+    async def open_standalone_stream(request: _Request) -> Reply:
         if not request.accepts()[1]:
             return _rpc_error(406, INVALID_REQUEST, "the GET stream is text/event-stream: accept it", "not_acceptable")
         found = find_session(request)
-        if isinstance(found, _Reply):
+        if isinstance(found, Reply):
             return found
         session, router = found
         if router.standalone is not None:
@@ -496,20 +453,20 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
                     router.standalone = None
                 send.close()
 
-        return _event_stream(events(), {SESSION_HEADER: session.id})
+        return event_stream_reply(events(), {SESSION_HEADER: session.id})
 
-    def end_session(request: _Request) -> _Reply:
+    def end_session(request: _Request) -> Reply:
         found = find_session(request)
-        if isinstance(found, _Reply):
+        if isinstance(found, Reply):
             return found
         found[0].close("the client ended the session (DELETE)")
-        return _Reply(200)
+        return Reply(200)
 
     # -- 2026-07-28: stateless exchanges ----------------------------------------------------
 
-    async def stateless_exchange(request: _Request) -> _Reply:
+    async def stateless_exchange(request: _Request) -> Reply:
         if request.method != "POST":
-            return _Reply(405, {"Allow": "POST"})
+            return Reply(405, {"Allow": "POST"})
         wants_json, wants_events = request.accepts()
         if not wants_json:
             return _rpc_error(406, INVALID_REQUEST, "the client must accept application/json", "not_acceptable")
@@ -559,7 +516,7 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
                 session.acknowledge(first)
                 return exchange_answer(first[0].message)
             streaming = True
-            return _event_stream(exchange_events(session, first))
+            return event_stream_reply(exchange_events(session, first))
         except SessionClosed:
             return _rpc_error(503, INVALID_REQUEST, "the server is shutting down; retry", "shutting_down", message.id)
         finally:
@@ -567,7 +524,7 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
             if not streaming:
                 session.close("exchange ended")
 
-    def exchange_answer(message: JSONRPCMessage) -> _Reply:
+    def exchange_answer(message: JSONRPCMessage) -> Reply:
         status = ERROR_CODE_HTTP_STATUS.get(message.error.code, 200) if isinstance(message, JSONRPCError) else 200
         return _json_message(message, status)
 
@@ -590,11 +547,11 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
             # Closing the response stream is how a 2026 client cancels: this ends the request.
             session.close("exchange ended")
 
-    def ladder_rejection(code: int, message: str, data: Any, request_id: RequestId | None) -> _Reply:
+    def ladder_rejection(code: int, message: str, data: Any, request_id: RequestId | None) -> Reply:
         error = JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=code, message=message, data=data))
         return exchange_answer(error)
 
-    def acknowledge_notification(request: _Request, decoded: dict[str, Any]) -> _Reply:
+    def acknowledge_notification(request: _Request, decoded: dict[str, Any]) -> Reply:
         """The 2026 wire has no client notifications (a client cancels by closing the stream): accept, drop."""
         try:
             JSONRPCNotification.model_validate(decoded)
@@ -605,6 +562,6 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
         rejection = unsupported_protocol_version_rejection(request.headers.get(MCP_PROTOCOL_VERSION_HEADER.lower(), ""))
         if rejection is not None:
             return ladder_rejection(rejection.code, rejection.message, rejection.data, None)
-        return _Reply(202)
+        return Reply(202)
 
     return endpoint
