@@ -11,14 +11,23 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
-from mcp.shared.exceptions import MCPError
-from mcp.shared.message import SessionMessage
+from mcp.server.runner import modern_error_data, serve_one
+from mcp.shared.dispatcher import CallOptions
+from mcp.shared.exceptions import MCPError, NoBackChannelError
+from mcp.shared.inbound import InboundModernRoute, classify_inbound_request
+from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
+from mcp.shared.message import MessageMetadata, ServerMessageMetadata, SessionMessage
+from mcp.shared.transport_context import TransportContext
+from mcp_types import JSONRPCError, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse, RequestId
 
 from emcp import __version__
 from emcp.auth.caller import ANONYMOUS, Caller
@@ -224,3 +233,99 @@ def session_runner(server: Server[Any]) -> ServeMcp:
         await server.run(read_stream, write_stream, options)
 
     return serve
+
+
+def exchange_runner(server: Server[Any]) -> ServeMcp:
+    """What a 2026-07-28 exchange's session runs: its one request, served by the SDK's `serve_one`.
+
+    The dual-era loop would start a dispatcher, a relay task and their
+    streams for the one request a stateless exchange carries; `serve_one` is
+    the SDK's own single-exchange entry (its HTTP transport serves 2026
+    requests with it). A first message that is not an enveloped request (an
+    `initialize`, a notification) is handed to the loop after all, so it is
+    answered exactly as on any other session.
+    """
+    loop = session_runner(server)
+
+    async def serve(
+        read_stream: MemoryObjectReceiveStream[Any], write_stream: MemoryObjectSendStream[SessionMessage]
+    ) -> None:
+        try:
+            item: SessionMessage = await read_stream.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            await write_stream.aclose()
+            return
+        message = item.message
+        route = (
+            classify_inbound_request({"method": message.method, "params": message.params})
+            if isinstance(message, JSONRPCRequest) and message.method != "initialize"
+            else None
+        )
+        if not isinstance(route, InboundModernRoute):
+            replay_send, replay_receive = anyio.create_memory_object_stream[Any](1)
+            await replay_send.send(item)
+            with replay_send:  # held open while the loop serves: the exchange ends the session, not EOF
+                await loop(replay_receive, write_stream)
+            return
+        assert isinstance(message, JSONRPCRequest)
+        context = _ExchangeContext(message, item.metadata, write_stream)
+        connection = Connection.from_envelope(route.protocol_version, route.client_info, route.client_capabilities)
+        async with write_stream, server.lifespan(server) as lifespan_state:
+            reply: JSONRPCResponse | JSONRPCError
+            try:
+                result = await serve_one(
+                    server,
+                    context,
+                    message.method,
+                    message.params,
+                    connection=connection,
+                    lifespan_state=lifespan_state,
+                )
+                reply = JSONRPCResponse(jsonrpc="2.0", id=message.id, result=result)
+            except Exception as exc:
+                reply = JSONRPCError(jsonrpc="2.0", id=message.id, error=modern_error_data(exc))
+            await write_stream.send(SessionMessage(reply))
+
+    return serve
+
+
+@dataclass
+class _ExchangeContext:
+    """The SDK's dispatch context for one 2026-07-28 request: no back-channel for server requests
+    (the protocol has none); notifications and progress go onto the exchange's own stream."""
+
+    request: JSONRPCRequest
+    metadata: MessageMetadata
+    write_stream: MemoryObjectSendStream[SessionMessage]
+    transport: TransportContext = field(default=TransportContext(kind="streamable-http", can_send_request=False))
+    can_send_request: bool = False
+    cancel_requested: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def request_id(self) -> RequestId:
+        return self.request.id
+
+    @property
+    def message_metadata(self) -> MessageMetadata:
+        return self.metadata
+
+    async def send_raw_request(
+        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
+    ) -> dict[str, Any]:
+        raise NoBackChannelError(method)
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None) -> None:
+        notification = JSONRPCNotification(jsonrpc="2.0", method=method, params=dict(params) if params else None)
+        metadata = ServerMessageMetadata(related_request_id=self.request.id)
+        await self.write_stream.send(SessionMessage(notification, metadata=metadata))
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        token = progress_token_from_params(self.request.params)
+        if token is None:
+            return
+        params: dict[str, Any] = {"progressToken": token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        await self.notify("notifications/progress", params)

@@ -28,7 +28,7 @@ from emcp.app import create_app
 from emcp.auth import TokenBook
 from emcp.auth.oauth import JwtVerifier, verifier_for
 from emcp.blocks.stream import ResultStore
-from emcp.dispatch import build_mcp_server, session_runner
+from emcp.dispatch import build_mcp_server, exchange_runner, session_runner
 from emcp.nursery import SessionRegistry, open_session_registry
 from emcp.ops import Observability
 from emcp.settings import Settings, SettingsError
@@ -129,7 +129,8 @@ async def open_core(settings: Settings, customize: Customize | None = None) -> A
         ops.observe_requests(mcp_server, server.toolset.names)
         if customize is not None:
             customize(mcp_server)
-        async with open_session_registry(settings.sessions, session_runner(mcp_server)) as registry:
+        runners = session_runner(mcp_server), exchange_runner(mcp_server)
+        async with open_session_registry(settings.sessions, *runners) as registry:
             server.registry = registry
             ops.observe_server(registry, server.results)
             try:

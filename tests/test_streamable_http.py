@@ -364,6 +364,44 @@ async def test_modern_raw_exchange_and_notification_and_get(server: EmcpServer) 
             assert get.status_code == 405 and get.headers["allow"] == "POST"
 
 
+async def test_modern_exchange_is_served_alone_with_its_progress_and_initialize_still_goes_to_the_loop(
+    settings: Settings,
+) -> None:
+    """A 2026 exchange runs its one request through the SDK's single-exchange entry: while it runs,
+    its session holds no dispatcher loop; its progress and answer come on its stream. An `initialize`
+    that names a 2026 version is not an enveloped request: the dual-era loop answers it, as before."""
+    settings.query.batch_rows = 10  # progress after every 10 rows read
+    with trio.fail_after(30):
+        async with open_server(settings) as server, httpx2.AsyncClient(base_url=server.url, timeout=20) as http:
+            slow = rpc("tools/call", 1, name="sql", arguments={"database": "new_company", "sql": SLOW_SQL})
+            slow["params"]["_meta"] = modern_meta()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(lambda: http.post("/mcp", json=slow, headers=modern_headers("tools/call", "sql")))
+                await wait_running(server, 1)
+                (live,) = server.registry.sessions()
+                seen = [task.name for task in [live.nursery.parent_task, *_tasks_under(live.nursery.parent_task)]]
+                nursery.cancel_scope.cancel()  # closing the stream ends the exchange
+            await queries_settle(server, interrupted=1)
+            sql = {"database": "new_company", "sql": "SELECT * FROM sensor LIMIT 50"}
+            body = rpc("tools/call", 2, name="sql", arguments=sql, _meta={**modern_meta(), "progressToken": "p"})
+            streamed = await http.post("/mcp", json=body, headers=modern_headers("tools/call", "sql"))
+            init = rpc(
+                "initialize", 0, protocolVersion=MODERN, capabilities={}, clientInfo={"name": "t", "version": "1"}
+            )
+            answered = await http.post("/mcp", json=init, headers={**JSON_AND_EVENTS, "MCP-Protocol-Version": MODERN})
+    assert seen and not any("dispatcher" in name.lower() or "relay" in name for name in seen), seen
+    events = [orjson.loads(line[len("data: ") :]) for line in streamed.text.splitlines() if line.startswith("data: ")]
+    assert events[0]["method"] == "notifications/progress" and events[0]["params"]["progressToken"] == "p"
+    assert events[-1]["id"] == 2 and events[-1]["result"]["structuredContent"]["row_count"] == 50
+    assert answered.json()["id"] == 0 and ("result" in answered.json() or "error" in answered.json())
+
+
+def _tasks_under(task: trio.lowlevel.Task) -> list[trio.lowlevel.Task]:
+    return [
+        t for nursery in task.child_nurseries for child in nursery.child_tasks for t in (child, *_tasks_under(child))
+    ]
+
+
 async def test_a_full_registry_refuses_initialize_and_stateless_exchanges_with_503(settings: Settings) -> None:
     settings.sessions.max_sessions = 1
     with trio.fail_after(30):

@@ -38,10 +38,13 @@ class RegistryStatistics:
 
 
 class SessionRegistry:
-    def __init__(self, nursery: trio.Nursery, settings: SessionSettings, serve_mcp: ServeMcp) -> None:
+    def __init__(
+        self, nursery: trio.Nursery, settings: SessionSettings, serve_mcp: ServeMcp, serve_exchange: ServeMcp
+    ) -> None:
         self._nursery = nursery
         self._settings = settings
         self._serve_mcp = serve_mcp
+        self._serve_exchange = serve_exchange
         self._sessions: dict[str, Session] = {}
         self._opened = 0
         self._rejected = 0
@@ -75,13 +78,14 @@ class SessionRegistry:
         self._opened += 1
         started = _Started()
         # Detached: the spawner is a request handler, whose context the session must not keep alive.
-        start_soon_detached(self._nursery, self._run, session, started)
+        serve = self._serve_exchange if stateless else self._serve_mcp
+        start_soon_detached(self._nursery, self._run, session, serve, started)
         await started.wait()
         return session
 
-    async def _run(self, session: Session, started: _Started) -> None:
+    async def _run(self, session: Session, serve: ServeMcp, started: _Started) -> None:
         try:
-            await session.run(self._serve_mcp, task_status=started)
+            await session.run(serve, task_status=started)
         finally:
             started.event.set()  # never leave open_session waiting, even for a session that failed to start
             self._past_cancellations += session.cancellations
@@ -140,10 +144,16 @@ class _Started:
 
 
 @asynccontextmanager
-async def open_session_registry(settings: SessionSettings, serve_mcp: ServeMcp) -> AsyncIterator[SessionRegistry]:
-    """A registry whose sessions all end (cancelled) when the block exits."""
+async def open_session_registry(
+    settings: SessionSettings, serve_mcp: ServeMcp, serve_exchange: ServeMcp | None = None
+) -> AsyncIterator[SessionRegistry]:
+    """A registry whose sessions all end (cancelled) when the block exits.
+
+    Sessions run `serve_mcp`; stateless ones (one 2026-07-28 exchange each) run `serve_exchange`,
+    by default `serve_mcp` too.
+    """
     async with trio.open_nursery() as nursery:
-        registry = SessionRegistry(nursery, settings, serve_mcp)
+        registry = SessionRegistry(nursery, settings, serve_mcp, serve_exchange or serve_mcp)
         try:
             yield registry
         finally:
