@@ -25,6 +25,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on a benchmark machine
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 LABELS = {
@@ -462,6 +463,21 @@ def plain_log_x(ax: Axes, ticks: list[float] | None = None) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def panel(ax: Axes, title: str, xlabel: str, ticks: list[float] | None, legend_size: int = 8) -> None:
+    """What every panel of a plot has: the plain log x axis, a title, a grid and a legend."""
+    plain_log_x(ax, ticks)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=legend_size)
+
+
+def save(fig: Figure, path: Path, dpi: int = 110) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
 def plot_throughput(raw: dict[str, Any], path: Path) -> None:
     index = calls_index(raw)
     transports = [t for t in LABELS if any(k[1] == t for k in index)]
@@ -482,16 +498,10 @@ def plot_throughput(raw: dict[str, Any], path: Path) -> None:
                     label=label,
                     linestyle="--" if transport == "websocket" and server == "sdk" else "-",
                 )
-        plain_log_x(ax, sorted({k[2] for k in index}))
         ax.set_ylim(bottom=0)
-        ax.set_title(LABELS[transport], fontsize=10)
-        ax.set_xlabel("concurrent sessions")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        panel(ax, LABELS[transport], "concurrent sessions", sorted({k[2] for k in index}))
     axes[0][0].set_ylabel("tools/call per second")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_latency(raw: dict[str, Any], path: Path) -> None:
@@ -529,9 +539,7 @@ def plot_latency(raw: dict[str, Any], path: Path) -> None:
             if row is axes[-1]:
                 ax.set_xlabel("latency (ms, log)")
     fig.suptitle("tools/call latency distribution (CDF): further left is faster", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, dpi=100)
 
 
 def plot_large(raw: dict[str, Any], path: Path) -> None:
@@ -551,15 +559,9 @@ def plot_large(raw: dict[str, Any], path: Path) -> None:
             if f["failure"]:
                 right.annotate("failed", (f["result_bytes"] / 1e6, max(f["rss_growth_mib"], 0.1)), fontsize=8)
     for ax, title in ((left, "wall time (s)"), (right, "server peak RSS growth (MiB)")):
-        plain_log_x(ax, sorted({f["result_bytes"] / 1e6 for f in figures}))
         ax.set_yscale("log")
-        ax.set_xlabel("result size (MB of NDJSON)")
-        ax.set_title(title, fontsize=10)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        panel(ax, title, "result size (MB of NDJSON)", sorted({f["result_bytes"] / 1e6 for f in figures}), 7)
+    save(fig, path)
 
 
 def plot_idle(raw: dict[str, Any], path: Path) -> None:
@@ -581,16 +583,10 @@ def plot_idle(raw: dict[str, Any], path: Path) -> None:
                     label="emcp" if server == "emcp" else "SDK",
                 )
         ax.axhline(GOAL_IDLE_KIB, color="gray", linestyle=":", label=f"goal {GOAL_IDLE_KIB:g} KiB")
-        plain_log_x(ax, sorted({f["requested"] for f in figures}))
         ax.set_ylim(bottom=0)
-        ax.set_title(LABELS[transport], fontsize=10)
-        ax.set_xlabel("idle sessions open")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        panel(ax, LABELS[transport], "idle sessions open", sorted({f["requested"] for f in figures}))
     axes[0][0].set_ylabel("server RSS per idle session (KiB)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 # -- the page --------------------------------------------------------------------------------
