@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 import httpx2
 import orjson
@@ -312,3 +313,29 @@ async def test_a_session_keeps_nothing_of_the_request_that_opened_it(server: Emc
             tasks = [live.nursery.parent_task, *_descendants(live.nursery.parent_task)]
             held = {var.name for task in tasks for var in task.context}
     assert not {"quart.request_ctx", "quart.websocket_ctx", "quart.app_ctx"} & held, held
+
+
+@pytest.mark.parametrize("path", ["/mcp/messages/{id}", "/mcp"])
+async def test_a_chunked_body_over_the_limit_and_a_body_cut_short_lose_nothing(settings: Settings, path: str) -> None:
+    """Without a Content-Length the limit is counted as the body arrives; a client that leaves
+    half way through its body gets nothing and takes nothing down."""
+    settings.http.max_body_bytes = 1000
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b" " * 100
+
+    with trio.fail_after(20):
+        async with open_server(settings) as server, mcp_session(server) as session, httpx2.AsyncClient() as client:
+            (live,) = server.registry.sessions()
+            url = server.url + path.format(id=live.id)
+            headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+            refused = await client.post(url, content=chunks(), headers=headers)
+            assert refused.status_code == 413 and "body_too_large" in refused.text
+            host, port = server.url.removeprefix("http://").rsplit(":", 1)
+            stream = await trio.open_tcp_stream(host, int(port))
+            head = f"POST {path.format(id=live.id)} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 500\r\n"
+            await stream.send_all(head.encode() + b"content-type: application/json\r\n\r\n" + b'{"jsonrpc"')
+            await stream.aclose()  # half a body, then gone
+            # The session still answers.
+            assert (await session.call_tool("list_databases", {})).structured_content == {"databases": ["new_company"]}

@@ -1,11 +1,8 @@
-"""Reading a POSTed message body within the size limit, for both HTTP transports: from a Quart
-request, or straight from ASGI for the routes served below Quart."""
+"""Reading a POSTed message body within the size limit, for both HTTP transports (served as ASGI)."""
 
 from __future__ import annotations
 
 from hypercorn.typing import ASGIReceiveCallable, Scope
-from quart import request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from emcp.transport.intake import IntakeError
 
@@ -18,21 +15,9 @@ def _too_large(max_bytes: int) -> IntakeError:
     return IntakeError("body_too_large", f"the body is over the {max_bytes}-byte limit")
 
 
-async def read_body(max_bytes: int) -> bytes:
-    """The request body, or IntakeError `body_too_large` before more than `max_bytes` is buffered."""
-    too_large = _too_large(max_bytes)
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise too_large
-    request.max_content_length = max_bytes
-    try:
-        return await request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        raise too_large from None
-
-
 async def receive_body(scope: Scope, receive: ASGIReceiveCallable, max_bytes: int) -> bytes:
-    """`read_body` for an ASGI handler: IntakeError `body_too_large` as soon as the declared or
-    received length passes `max_bytes`; ClientGone on a disconnect."""
+    """The request body; IntakeError `body_too_large` as soon as the declared or received length
+    passes `max_bytes` (nothing more is buffered); ClientGone on a disconnect."""
     for name, value in scope["headers"]:
         if name.lower() == b"content-length" and value.isdigit() and int(value) > max_bytes:
             raise _too_large(max_bytes)
