@@ -106,11 +106,16 @@ class _Request:
         self._nursery = nursery
         self._watching = False
         self.method: str = scope["method"]
-        #: Every header line in order, duplicates included (a routing header sent twice is refused).
-        self.header_lines = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
+        #: The first value of each header, by lower-case name.
         self.headers: dict[str, str] = {}
-        for name, value in self.header_lines:
-            self.headers.setdefault(name.lower(), value)
+        for name, value in scope["headers"]:
+            self.headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+
+    @property
+    def header_lines(self) -> list[tuple[str, str]]:
+        """Every header line in order, duplicates included (a routing header sent twice is refused);
+        only a 2026 exchange needs them, so they are not built for every request."""
+        return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self.scope["headers"]]
 
     async def body(self, max_bytes: int) -> bytes:
         """The whole body (IntakeError past `max_bytes`); from then on a disconnect cancels the request."""
