@@ -12,7 +12,6 @@ size keeps every SSE event under the SDK clients' 1 MiB limit.
 from __future__ import annotations
 
 import base64
-import functools
 import operator
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ from typing import Any
 
 import orjson
 
-NEWLINE = orjson.OPT_APPEND_NEWLINE
+from emcp.json_text import dumps
 
 
 def jsonable(value: Any) -> Any:
@@ -32,7 +31,6 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-_dumps_line = functools.partial(orjson.dumps, option=NEWLINE)
 _quotes = operator.methodcaller("count", b'"')
 _backslashes = operator.methodcaller("count", b"\\")
 # What stands between two rows in the JSON array of a batch, and what it becomes in NDJSON.
@@ -53,16 +51,16 @@ def json_lines(rows: Sequence[Sequence[Any]]) -> bytes:
         return b""
     try:
         data = orjson.dumps(rows)
-    except TypeError:
+    except TypeError:  # BLOBs, or integers past 64 bits
         rows = [[jsonable(v) for v in row] for row in rows]
-        data = orjson.dumps(rows)
+        data = dumps(rows)
     if data.count(_BETWEEN_ROWS) == len(rows) - 1:
         return data[1:-1].replace(_BETWEEN_ROWS, _LINE_BREAK) + b"\n"
-    return b"".join(map(_dumps_line, rows))
+    return b"".join(dumps(row) + b"\n" for row in rows)
 
 
 def header_line(columns: Sequence[str]) -> bytes:
-    return orjson.dumps({"columns": list(columns)}, option=NEWLINE)
+    return orjson.dumps({"columns": list(columns)}, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def escaped_size(data: bytes, lines: int | None = None) -> int:
@@ -116,18 +114,23 @@ class BlockEncoder:
             return done
         # JSON text holds no raw line break, so these are exactly the rows' lines.
         lines = chunk.splitlines(keepends=True)
-        while lines:
-            sizes = list(
-                accumulate(
-                    map(operator.add, map(len, lines), map(operator.add, map(_quotes, lines), map(_backslashes, lines)))
-                )
+        # sizes[i]: the escaped bytes of lines 0 to i, their line ends not counted; worked out once per batch.
+        sizes = list(
+            accumulate(
+                map(operator.add, map(len, lines), map(operator.add, map(_quotes, lines), map(_backslashes, lines)))
             )
+        )
+        start, taken = 0, 0  # lines already in blocks, and their escaped bytes
+        while start < len(lines):
             room = self._size - self._pending
-            # Line i ends at sizes[i] + i + 1 bytes: each line also has its newline escaped.
-            fit = max(1, bisect_right(range(len(lines)), room, key=lambda i: sizes[i] + i + 1))
-            self._take(b"".join(lines[:fit]), sizes[fit - 1] + fit, fit)
-            lines = lines[fit:]
-            if lines:
+            # Lines start to i take sizes[i] - taken bytes, and one more for each escaped line end.
+            stop = max(
+                start + 1,
+                bisect_right(range(len(lines)), room, lo=start, key=lambda i: sizes[i] - taken + i - start + 1),
+            )
+            self._take(b"".join(lines[start:stop]), sizes[stop - 1] - taken + stop - start, stop - start)
+            start, taken = stop, sizes[stop - 1]
+            if start < len(lines):
                 done.append(self._cut())
         return done
 

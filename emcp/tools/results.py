@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from emcp.blocks.encoding import jsonable
+from emcp.json_text import dumps
 from emcp.sources.base import Row, RowStream
 from emcp.tools.context import Progress
 
@@ -46,7 +45,7 @@ async def collect_rows(stream: RowStream, *, max_rows: int, max_bytes: int, prog
             if len(result.rows) >= max_rows:
                 result.truncated_reason = f"the result has more than {max_rows} rows"
             else:
-                size += len(orjson.dumps(row)) + 1
+                size += len(dumps(row)) + 1
                 if size > max_bytes:
                     result.truncated_reason = f"the rows exceed {max_bytes} bytes"
             if result.truncated_reason:

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 import mcp_types as types
-import orjson
 import trio
 from jsonschema.validators import validator_for
 
 from emcp.errors import ActionableError
+from emcp.json_text import dumps
 from emcp.settings import Settings
 from emcp.sources.base import Source
 from emcp.sql.guard import SqlRejected, check_select
@@ -113,7 +113,7 @@ class ToolSet:
                 "narrow the query (where, limit) or aggregate it",
             )
         output = structured if isinstance(structured, ToolOutput) else ToolOutput(structured)
-        text = output.text if output.text is not None else orjson.dumps(output.structured).decode()
+        text = output.text if output.text is not None else dumps(output.structured).decode()
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=text), *output.extra],
             structured_content=output.structured if spec.output_schema is not None else None,

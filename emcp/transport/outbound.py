@@ -16,9 +16,10 @@ serialized timeline to another.
 
 from __future__ import annotations
 
-import orjson
 from mcp_types import JSONRPCMessage
+
+from emcp.json_text import dumps
 
 
 def message_json(message: JSONRPCMessage) -> bytes:
-    return orjson.dumps(message.model_dump(by_alias=True, exclude_unset=True, mode="json"))
+    return dumps(message.model_dump(by_alias=True, exclude_unset=True, mode="json"))
