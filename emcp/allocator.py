@@ -2,18 +2,30 @@
 
 A block stream allocates a few buffers of about `blocks.size` for every block
 (the block itself, the HTTP chunk or JSON-RPC message that carries it) and
-frees them a moment later. By default glibc serves such sizes with mmap(), or
-from the heap top that it hands back to the kernel as soon as about twice the
-largest such size lies free there; either way the next block faults its pages
-in again, zeroed by the kernel. On the 1 GiB benchmark that was 1.6 million
+frees them a moment later. One of them is asked for much larger than it ends
+up: orjson, escaping a block's text into a `resources/read` reply, first
+reserves room for the worst case, 8 times the text's length rounded up to a
+power of two (8 MiB for a 512 KiB block), and writes only the ~600 KB it needs.
+By default glibc serves such sizes with mmap(), or from the heap top that it
+hands back to the kernel as soon as about twice the largest such size lies
+free there; either way the next block faults its pages in again, zeroed by
+the kernel. On the 1 GiB benchmark that was 1.6 million
 page faults per GiB streamed and 10-15 % of the download's time.
 
-Raising the mmap threshold above a block's buffers, and the trim threshold to a
-few blocks, keeps them in the heap: the memory is reused instead of being
-returned and faulted back. The cost is that up to the trim threshold of freed
-heap stays resident between bursts, in each malloc arena (the event loop's and
-each worker thread's). An operator who sets glibc's own knobs
-(`MALLOC_*_` variables, `GLIBC_TUNABLES`) keeps them: emcp then changes nothing.
+Raising the mmap threshold above a block's buffers, that reservation included,
+and the trim threshold to twice that, keeps them in the heap: the memory is
+reused instead of being returned and faulted back. A threshold set this way is
+fixed (glibc no longer raises it after freeing a mapped chunk, as it does on
+its own), so it must clear the largest of them: with 4 x the block size,
+orjson's reservations were mapped afresh for every reply (145,000 page faults
+on 0.45 GiB read by resources/read, against 25,000 for the download). The cost
+is that freed heap up to the trim threshold stays mapped between bursts, in
+each malloc arena (the event loop's and each worker thread's); only the pages
+that were written are resident, so a reservation's unwritten tail costs
+address space, not memory.
+
+An operator who sets glibc's own knobs (`MALLOC_*_` variables,
+`GLIBC_TUNABLES`) keeps them: emcp then changes nothing.
 """
 
 from __future__ import annotations
@@ -42,8 +54,12 @@ class Thresholds:
 
 
 def thresholds_for(block_size: int) -> Thresholds:
-    """Room for the few buffers of one block (block, copy for the wire, message) below the mmap threshold."""
-    mmap = min(MAX_MMAP_THRESHOLD, max(4 * block_size, 1024 * 1024))
+    """Room below the mmap threshold for one block's buffers, orjson's reservation for its escaped text included.
+
+    That reservation, 8 x the text rounded up to a power of two, is the largest:
+    16 x the block size covers it for any text up to the size.
+    """
+    mmap = min(MAX_MMAP_THRESHOLD, max(16 * block_size, 1024 * 1024))
     # Twice the mmap threshold is room enough (page faults measured: as few as with 4x), and it is
     # what each malloc arena (the event loop's, each worker thread's) may keep once freed.
     return Thresholds(mmap=mmap, trim=2 * mmap)
