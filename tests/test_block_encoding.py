@@ -112,3 +112,12 @@ def test_csv_of_blocks() -> None:
     lines = text.split("\n")
     assert lines[0] == "id,device,value,note"
     assert lines[1] == '0,dev-0,0.0,"q""uote\\back'  # the quoted field goes on over its line break
+
+
+def test_an_empty_batch_changes_nothing() -> None:
+    """A source may hand over an empty batch: it neither cuts the block being filled nor adds an empty one."""
+    encoder = BlockEncoder(["x"], 3)  # every row is a block of its own; the second waits to be cut
+    blocks = encoder.add([[1], [2]])
+    assert encoder.add([]) == []
+    blocks.append(encoder.finish())
+    assert [b.rows for b in blocks] == [1, 1]

@@ -108,6 +108,8 @@ class BlockEncoder:
         and the size). Only a batch larger than a block is split, where the
         running sum of its lines' sizes passes the size (map, accumulate, bisect).
         """
+        if not rows:  # nothing to place: no cut, and no empty line group left for finish()
+            return []
         chunk = json_lines(rows)
         cost = escaped_size(chunk, len(rows))
         done: list[Block] = []
