@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emcp.blocks.download import csv_lines
-from emcp.blocks.encoding import Block, BlockEncoder, escaped_size, json_lines
+from emcp.blocks.encoding import Block, BlockEncoder, escaped_size, header_line, json_lines
 
 ROWS = [[i, f"dev-{i % 7}", i * 0.5, 'q"uote\\back\nline' if i % 5 == 0 else None] for i in range(5000)]
 
@@ -105,6 +105,15 @@ def test_a_row_larger_than_a_block_gets_a_block_of_its_own() -> None:
     blocks.append(encoder.finish())
     assert [b.rows for b in blocks] == [1, 1, 1]
     assert orjson.loads(blocks[1].data) == big
+
+
+def test_csv_keeps_integers_past_64_bits_exact() -> None:
+    rows = [[2**64, -(2**63) - 1, 10**30, 1.5, "id 12345678901234567890"], [1, 2, 3, 0.25, "x"]]
+    text = csv_lines(header_line(["a", "b", "c", "d", "e"]) + json_lines(rows)).decode()
+    assert text.splitlines()[1:] == [
+        "18446744073709551616,-9223372036854775809,1000000000000000000000000000000,1.5,id 12345678901234567890",
+        "1,2,3,0.25,x",
+    ]
 
 
 def test_csv_of_blocks() -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
@@ -27,12 +29,18 @@ from emcp.transport.http_errors import json_error
 RESULTS_PATH = "/mcp/results"
 
 
+# orjson reads an integer past 64 bits as a float. Only a run of 19 digits or more can be one
+# (floats are written with at most 17), so only then are the lines read by the exact, slower parser.
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
 def csv_lines(ndjson: bytes) -> bytes:
     """Complete NDJSON lines as CSV; the `{"columns": [...]}` line becomes the header row."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
+    loads = json.loads if _LONG_DIGITS.search(ndjson) else orjson.loads
     for line in ndjson.splitlines():
-        value = orjson.loads(line)
+        value = loads(line)
         writer.writerow(value["columns"] if isinstance(value, dict) else value)
     return out.getvalue().encode()
 
