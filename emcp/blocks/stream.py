@@ -79,6 +79,7 @@ class ResultStream:
         self._send, self._receive = trio.open_memory_channel[Block](settings.window)
         self._scope = trio.CancelScope()
         self._reading = trio.Lock()  # blocks go out in order: one reader at a time
+        #: The block `read` returned last: a retry gets it again, even once the stream has ended.
         self._last: Block | None = None
         self.columns: list[str] = []
         self.blocks_produced = 0
@@ -178,23 +179,36 @@ class ResultStream:
     # -- reader ----------------------------------------------------------------
 
     async def read(self, n: int, progress: Progress | None = None) -> Block:
-        """Block `n`: the next one, the last one again (a retry), or one further ahead (skipping those between)."""
+        """Block `n`: the next one, the last one again (a retry), or one further ahead (skipping those between).
+
+        Past the end, once the producer knows where the end is, nothing is
+        skipped: the unread blocks stay readable. Only a reader with nothing
+        left unread ends the stream that way (read to the end).
+        """
         async with self._reading:
             self._scope.deadline = math.inf  # a waiting reader is not idle
             try:
                 if self._last is not None and n == self._last.index:
                     return self._last
                 if n < self.blocks_read:
+                    again = f" ({self._last.index})" if self._last is not None else ""
                     raise StreamError(
                         "block_gone",
-                        f"block {n} was read already; blocks are read in order and only the last one "
-                        f"({self.blocks_read - 1}) can be read again",
+                        f"block {n} was read already or skipped; blocks are read in order and only the last one "
+                        f"returned{again} can be read again",
+                    )
+                total = self.total_blocks
+                if total is not None and n >= total and self.blocks_read < total:
+                    raise StreamError(
+                        "no_such_block",
+                        f"the result has {total} blocks (0 to {total - 1}); the next unread is {self.blocks_read}",
                     )
                 while True:
                     block = await self._next()
                     if progress is not None:
                         await progress(self.rows_produced, self.total_rows, f"{self.rows_produced} rows produced")
                     if block.index == n:
+                        self._last = block
                         return block
             finally:
                 if not self.closed.is_set():
@@ -215,7 +229,6 @@ class ResultStream:
         except trio.ClosedResourceError:
             raise StreamError("result_closed", f"the result was closed ({self.close_reason})") from None
         self.blocks_read += 1
-        self._last = block
         self._on_change()
         return block
 
