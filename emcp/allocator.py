@@ -4,13 +4,13 @@ A block stream allocates a few buffers of about `blocks.size` for every block
 (the block itself, the HTTP chunk or JSON-RPC message that carries it) and
 frees them a moment later. One of them is asked for much larger than it ends
 up: orjson, escaping a block's text into a `resources/read` reply, first
-reserves room for the worst case, 8 times the text's length rounded up to a
-power of two (8 MiB for a 512 KiB block), and writes only the ~600 KB it needs.
-By default glibc serves such sizes with mmap(), or from the heap top that it
-hands back to the kernel as soon as about twice the largest such size lies
-free there; either way the next block faults its pages in again, zeroed by
-the kernel. On the 1 GiB benchmark that was 1.6 million
-page faults per GiB streamed and 10-15 % of the download's time.
+reserves room for the worst case, several times the text's length (measured:
+above 6 MiB for a 512 KiB text, above 3 MiB for 420 kB), and writes only the
+~600 KB it needs. By default glibc serves such sizes with mmap(), or from the
+heap top that it hands back to the kernel as soon as about twice the largest
+such size lies free there; either way the next block faults its pages in
+again, zeroed by the kernel. On the 1 GiB benchmark that was 1.6 million page
+faults per GiB streamed and 10-15 % of the download's time.
 
 Raising the mmap threshold above a block's buffers, that reservation included,
 and the trim threshold to twice that, keeps them in the heap: the memory is
@@ -56,8 +56,8 @@ class Thresholds:
 def thresholds_for(block_size: int) -> Thresholds:
     """Room below the mmap threshold for one block's buffers, orjson's reservation for its escaped text included.
 
-    That reservation, 8 x the text rounded up to a power of two, is the largest:
-    16 x the block size covers it for any text up to the size.
+    That reservation, about 8 x the text (above 6 MiB for a 512 KiB text), is
+    the largest: 16 x the block size clears it for any text up to the size.
     """
     mmap = min(MAX_MMAP_THRESHOLD, max(16 * block_size, 1024 * 1024))
     # Twice the mmap threshold is room enough (page faults measured: as few as with 4x), and it is

@@ -30,7 +30,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-# A resources/read reply's: a block's text escaped by orjson, which first reserves 8 x the text.
+# A resources/read reply's: a block's text escaped by orjson, which first reserves several times the text.
 REPLIES = """
 import resource, sys
 import orjson
