@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
@@ -31,14 +30,17 @@ RESULTS_PATH = "/mcp/results"
 
 # orjson reads an integer past 64 bits as a float. Only a run of 19 digits or more can be one
 # (floats are written with at most 17), so only then are the lines read by the exact, slower parser.
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# Found by mapping digits to "0" and the rest to " ", then one fast substring search: a regular
+# expression took 2 ms per 200 kB block (a third of the CSV conversion), this takes 0.13.
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGITS = b"0" * 19
 
 
 def csv_lines(ndjson: bytes) -> bytes:
     """Complete NDJSON lines as CSV; the `{"columns": [...]}` line becomes the header row."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    loads = json.loads if _LONG_DIGITS.search(ndjson) else orjson.loads
+    loads = json.loads if _LONG_DIGITS in ndjson.translate(_DIGITS_ONLY) else orjson.loads
     for line in ndjson.splitlines():
         value = loads(line)
         writer.writerow(value["columns"] if isinstance(value, dict) else value)
