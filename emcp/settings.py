@@ -74,10 +74,13 @@ class QuerySettings:
     # truncated with an explicit flag and the count of rows read.
     max_inline_rows: int = field(default=1000, metadata=AT_LEAST_ONE)
     max_inline_bytes: int = 256 * 1024
-    # Rows fetched per step of a query: each step is one worker-thread round trip.
+    # Rows per batch a query's rows travel in (SQLite: per message from its worker process).
     batch_rows: int = field(default=4096, metadata=AT_LEAST_ONE)
-    # Worker threads running SQLite statements at once, across all sessions.
+    # SQLite statements running at once, across all sessions: worker processes for queries, worker
+    # threads for catalogue reads, one limit for both.
     max_threads: int = field(default=8, metadata=AT_LEAST_ONE)
+    # SQLite worker processes kept between queries (about 13 MB each); more are started as needed.
+    idle_workers: int = 2
     # Seconds a tool call may run before it is cancelled (and its query interrupted); 0 = no limit.
     # A call may ask for its own with `_meta: {"emcp/timeout": seconds}`, up to max_timeout.
     timeout: float = 300.0

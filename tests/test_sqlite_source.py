@@ -1,9 +1,9 @@
 """The SQLite source, the demo dataset and `run_interruptible`, without a server.
 
 Cancellation tests assert on what the source really did (interrupted counter,
-threads' limiter tokens back, the pooled connection serving the next query),
-and wait on `QueryStatistics.watch` or on a probe inside the worker thread,
-never on a sleep.
+limiter tokens back, the query's worker process killed, the next query served),
+and wait on `QueryStatistics.watch`, on a probe of what was handed to a worker,
+or on the reading task being blocked, never on a sleep.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 import logging
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,11 @@ import trio
 import trio.testing
 
 from emcp.observe import Watch
-from emcp.sources import sqlite as sqlite_module
 from emcp.sources.base import Column, Row, SourceError
 from emcp.sources.demo import DEMO_DATABASE, SENSOR_ROWS, ensure_demo_data
 from emcp.sources.sqlite import SqliteSource
 from emcp.sources.threads import run_interruptible
+from emcp.sources.worker_pool import Worker
 
 DB = DEMO_DATABASE
 #: Runs for minutes unless interrupted.
@@ -49,32 +49,25 @@ async def source(demo_dir: Path) -> AsyncIterator[SqliteSource]:
         await src.aclose()
 
 
-class ThreadProbe:
-    """Counts worker-thread entries into the source's connection code, observably."""
+class WorkerProbe:
+    """The queries handed to worker processes, and those workers, observably."""
 
-    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
-        self.entered = 0
+    def __init__(self) -> None:
+        self.workers: list[Worker] = []
         self.watch = Watch()
-        self._token = token
-
-    def enter(self) -> None:  # worker thread
-        self._token.run_sync_soon(self._bump)
-
-    def _bump(self) -> None:
-        self.entered += 1
-        self.watch.changed()
 
 
 @pytest.fixture
-async def probe(monkeypatch: pytest.MonkeyPatch) -> ThreadProbe:
-    probe = ThreadProbe(trio.lowlevel.current_trio_token())
-    original = sqlite_module._Lease.run
+def probe(monkeypatch: pytest.MonkeyPatch) -> WorkerProbe:
+    probe = WorkerProbe()
+    original = Worker.request
 
-    def run(lease: Any, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        probe.enter()
-        return original(lease, fn)
+    async def request(worker: Worker, message: Any) -> None:
+        await original(worker, message)
+        probe.workers.append(worker)
+        probe.watch.changed()
 
-    monkeypatch.setattr(sqlite_module._Lease, "run", run)
+    monkeypatch.setattr(Worker, "request", request)
     return probe
 
 
@@ -83,14 +76,18 @@ async def collect(src: SqliteSource, sql: str, params: Any = (), *, batch_rows: 
         return [batch async for batch in rows]
 
 
-async def assert_clean_after_cancel(src: SqliteSource) -> None:
-    """One interrupted query left nothing behind, and its connection serves the next one."""
+async def assert_clean_after_cancel(src: SqliteSource, probe: WorkerProbe) -> None:
+    """One interrupted query left nothing behind: its worker was killed, and a new one serves the next query."""
     stats = src.statistics()
     assert (stats.interrupted, stats.running, stats.completed, stats.failed) == (1, 0, 0, 0)
     assert src.limiter.borrowed_tokens == 0
-    assert (await src.status())["connections_idle"] == 1
+    (killed,) = probe.workers
+    assert killed.process.returncode is not None
+    assert (await src.status())["workers_idle"] == 0
     assert await collect(src, "SELECT count(*) FROM devices") == [[(50,)]]
     assert stats.completed == 1
+    assert probe.workers[1] is not killed
+    assert (await src.status())["workers_idle"] == 1
 
 
 # -- catalogue -------------------------------------------------------------------
@@ -234,9 +231,10 @@ async def test_sql_error_is_a_source_error(source: SqliteSource) -> None:
         assert "get_columns" in info.value.hint
         stats = source.statistics()
         assert (stats.failed, stats.running) == (1, 0)
-        # The connection survived the bad statement.
+        # The worker survived the bad statement, and serves the next one.
+        assert (await source.status())["workers_idle"] == 1
         assert await collect(source, "SELECT count(*) FROM events") == [[(20_000,)]]
-        assert (await source.status())["connections_idle"] == 1
+        assert (await source.status())["workers_idle"] == 1
 
 
 @pytest.mark.parametrize(
@@ -273,7 +271,7 @@ async def test_stream_refuses_use_after_its_block(source: SqliteSource) -> None:
 # -- cancellation ------------------------------------------------------------------
 
 
-async def test_cancel_during_execute_interrupts_sqlite(source: SqliteSource, probe: ThreadProbe) -> None:
+async def test_cancel_during_execute_interrupts_sqlite(source: SqliteSource, probe: WorkerProbe) -> None:
     stats = source.statistics()
     cancel_scope = trio.CancelScope()
 
@@ -286,15 +284,15 @@ async def test_cancel_during_execute_interrupts_sqlite(source: SqliteSource, pro
         started = trio.current_time()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run_slow_query)
-            await probe.watch.wait_until(lambda: probe.entered == 1)
+            await probe.watch.wait_until(lambda: len(probe.workers) == 1)
             assert stats.running == 1
             cancel_scope.cancel()
             await stats.watch.wait_until(lambda: stats.interrupted == 1)
         assert trio.current_time() - started < INTERRUPTED_WITHIN
-        await assert_clean_after_cancel(source)
+        await assert_clean_after_cancel(source, probe)
 
 
-async def test_cancel_during_a_fetch_interrupts_sqlite(source: SqliteSource, probe: ThreadProbe) -> None:
+async def test_cancel_during_a_fetch_interrupts_sqlite(source: SqliteSource, probe: WorkerProbe) -> None:
     stats = source.statistics()
     received: list[list[Row]] = []
     cancel_scope = trio.CancelScope()
@@ -310,34 +308,96 @@ async def test_cancel_during_a_fetch_interrupts_sqlite(source: SqliteSource, pro
         started = trio.current_time()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read_slow_tail)
-            # Thread calls: execute + [1, 2], fetch [3, 4], then the slow fetch.
-            await probe.watch.wait_until(lambda: probe.entered == 3)
+            # [1, 2] and [3, 4] come at once; the third batch waits for the slow scan.
+            while len(received) < 2:
+                await trio.testing.wait_all_tasks_blocked()
+            await trio.testing.wait_all_tasks_blocked()  # the reader waits on its worker
             cancel_scope.cancel()
         assert trio.current_time() - started < INTERRUPTED_WITHIN
     assert received == [[(1,), (2,)], [(3,), (4,)]]
     assert stats.interrupted == 1
-    await assert_clean_after_cancel(source)
+    await assert_clean_after_cancel(source, probe)
 
 
-async def test_cancel_between_fetches(source: SqliteSource, probe: ThreadProbe) -> None:
+async def test_cancel_between_fetches(source: SqliteSource, probe: WorkerProbe) -> None:
     with trio.fail_after(10):
         with trio.CancelScope() as cancel_scope:
             async with source.open_query(DB, "SELECT * FROM sensor", batch_rows=100) as rows:
                 async for batch in rows:
                     assert len(batch) == 100
                     cancel_scope.cancel()
-                    await trio.lowlevel.checkpoint()  # the cancel lands here, no thread running
+                    await trio.lowlevel.checkpoint()  # the cancel lands here, between two reads
         assert cancel_scope.cancelled_caught
-        assert probe.entered == 1
-        await assert_clean_after_cancel(source)
+        await assert_clean_after_cancel(source, probe)
 
 
-async def test_cancel_while_waiting_for_a_thread(demo_dir: Path) -> None:
+# -- worker processes ----------------------------------------------------------------
+
+
+async def test_a_worker_serves_one_query_after_another(source: SqliteSource, probe: WorkerProbe) -> None:
+    with trio.fail_after(10):
+        for _ in range(3):
+            assert await collect(source, "SELECT count(*) FROM devices") == [[(50,)]]
+    assert len(set(probe.workers)) == 1
+    assert (await source.status())["workers_idle"] == 1
+
+
+async def test_a_reader_that_stops_early_stops_its_worker(source: SqliteSource, probe: WorkerProbe) -> None:
+    stats = source.statistics()
+    with trio.fail_after(10):
+        async with source.open_query(DB, "SELECT * FROM sensor", batch_rows=100) as rows:
+            assert len(await rows.__anext__()) == 100
+        (worker,) = probe.workers
+        assert worker.process.returncode is not None  # killed: the statement does not run on
+        assert (stats.completed, stats.interrupted, stats.running) == (1, 0, 0)
+        assert await collect(source, "SELECT count(*) FROM devices") == [[(50,)]]
+    assert probe.workers[1] is not worker
+
+
+async def test_a_worker_that_dies_fails_its_query_only(source: SqliteSource, probe: WorkerProbe) -> None:
+    with trio.fail_after(10):
+        with pytest.raises(SourceError) as info:
+            async with source.open_query(DB, "SELECT * FROM sensor", batch_rows=100) as rows:
+                await rows.__anext__()
+                probe.workers[0].process.kill()  # as the kernel's OOM killer would
+                async for _ in rows:
+                    pass
+        assert info.value.code == "query_failed"
+        assert "worker process ended" in info.value.message
+        assert source.limiter.borrowed_tokens == 0
+        assert await collect(source, "SELECT count(*) FROM devices") == [[(50,)]]
+
+
+async def test_a_database_gone_since_discovery_is_unavailable(tmp_path: Path) -> None:
+    file = tmp_path / "gone.db"
+    sqlite3.connect(file).execute("CREATE TABLE t (a)").connection.close()
+    src = SqliteSource(file)
+    file.unlink()
+    try:
+        with trio.fail_after(10), pytest.raises(SourceError) as info:
+            async with src.open_query("gone", "SELECT * FROM t"):
+                pass
+        assert info.value.code == "source_unavailable"
+        assert "gone" in info.value.message
+    finally:
+        await src.aclose()
+
+
+async def test_closing_the_source_stops_its_idle_workers(demo_dir: Path, probe: WorkerProbe) -> None:
+    src = SqliteSource(demo_dir)
+    with trio.fail_after(10):
+        assert await collect(src, "SELECT count(*) FROM devices") == [[(50,)]]
+        await src.aclose()
+    (worker,) = probe.workers
+    assert worker.process.returncode is not None
+
+
+async def test_cancel_while_waiting_for_a_worker(demo_dir: Path) -> None:
     src = SqliteSource(demo_dir, max_threads=1)
     stats = src.statistics()
     try:
         with trio.fail_after(10):
-            async with src.limiter:  # every thread token taken
+            async with src.limiter:  # every token taken
                 with trio.CancelScope() as cancel_scope:
                     cancel_scope.deadline = trio.current_time()
                     await collect(src, "SELECT count(*) FROM devices")
@@ -349,8 +409,8 @@ async def test_cancel_while_waiting_for_a_thread(demo_dir: Path) -> None:
         await src.aclose()
 
 
-async def test_threads_are_bounded_by_the_limiter(demo_dir: Path) -> None:
-    src = SqliteSource(demo_dir, max_threads=2, pool_size=1)
+async def test_workers_are_bounded_by_the_limiter(demo_dir: Path) -> None:
+    src = SqliteSource(demo_dir, max_threads=2, idle_workers=1)
     most_borrowed = 0
     results: list[list[list[Row]]] = []
 
@@ -367,7 +427,7 @@ async def test_threads_are_bounded_by_the_limiter(demo_dir: Path) -> None:
                     nursery.start_soon(one_query, f"dev-{i:03d}")
             assert results == [[[(SENSOR_ROWS // 50,)]]] * 6
             assert most_borrowed <= 2
-            assert (await src.status())["connections_idle"] == 1
+            assert (await src.status())["workers_idle"] == 1  # the others were stopped
     finally:
         await src.aclose()
 

@@ -15,12 +15,12 @@ from emcp.sources.sqlite import SqliteSource
 
 def _build_source(settings: Settings) -> Source:
     spec = settings.source
-    threads = settings.query.max_threads
+    limits = {"max_threads": settings.query.max_threads, "idle_workers": settings.query.idle_workers}
     if not spec:
-        return SqliteSource(ensure_demo_data(settings.data_dir), max_threads=threads)
+        return SqliteSource(ensure_demo_data(settings.data_dir), **limits)
     kind, _, where = spec.partition(":")
     if kind == "sqlite" and where:
-        return SqliteSource(Path(where).expanduser(), max_threads=threads)
+        return SqliteSource(Path(where).expanduser(), **limits)
     if kind == "edgelake" and where:
         try:
             return EdgeLakeSource([node.strip() for node in where.split(",") if node.strip()], settings.edgelake)

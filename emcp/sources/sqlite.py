@@ -1,10 +1,14 @@
 """The SQLite source: the embedded demo data, or SQLite files the user points emcp at.
 
-Every call into SQLite runs in a worker thread through `run_interruptible`, so
-the event loop never waits on the database and a cancel becomes
-`sqlite3.Connection.interrupt()`: the statement stops inside SQLite, not just
-the wait for it. Connections are opened read-only and carry an authorizer that
-refuses anything but reading, a second line of defence behind the SQL guard.
+Queries run in worker processes (`sqlite_worker`): a scan there runs beside
+the event loop instead of taking turns with it for the GIL, row by row. A
+query keeps its worker until its rows are read; a cancel, or a caller that
+leaves before the end, kills the worker, which stops the statement inside
+SQLite at once; a worker that finished its query waits for the next one. The
+catalogue (tables, columns, the status probe) stays in worker threads through
+`run_interruptible`, where a cancel becomes `sqlite3.Connection.interrupt()`.
+Connections are opened read-only and carry an authorizer that refuses anything
+but reading, a second line of defence behind the SQL guard.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import trio
 
+from emcp.sources import sqlite_worker
 from emcp.sources.base import Column, Params, QueryStatistics, Row, RowStream, Source, SourceError
 from emcp.sources.threads import run_interruptible
+from emcp.sources.worker_pool import Worker, WorkerGone, WorkerPool
 
 T = TypeVar("T")
 
@@ -28,32 +33,6 @@ logger = logging.getLogger(__name__)
 
 #: File suffixes that make a file in a source directory a database.
 SUFFIXES = (".db", ".sqlite", ".sqlite3")
-
-# What a read-only SELECT needs, and nothing else: no writes, no ATTACH (which
-# could open another file read-write), no PRAGMA that sets anything.
-_ALLOWED_ACTIONS = frozenset(
-    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
-)
-# Read-only pragmas `get_columns` needs. The PRAGMA statement rather than the
-# pragma_table_info() function, because SQLite authorizes a connection's first
-# use of such a function as an UPDATE of sqlite_schema, which stays denied.
-_ALLOWED_PRAGMAS = frozenset({"table_info"})
-
-# After these errors the connection itself is fine (the statement was wrong,
-# refused or interrupted); after any other (corruption, I/O, "not a database")
-# it is closed rather than pooled.
-_STATEMENT_ERRORS = frozenset(
-    {
-        sqlite3.SQLITE_ERROR,
-        sqlite3.SQLITE_AUTH,
-        sqlite3.SQLITE_INTERRUPT,
-        sqlite3.SQLITE_RANGE,
-        sqlite3.SQLITE_MISMATCH,
-        sqlite3.SQLITE_TOOBIG,
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-    }
-)
 
 _QUERY_HINTS = (
     ("no such table", "call list_tables to see the tables of this database"),
@@ -71,47 +50,36 @@ _TABLES_SQL = (
 )
 
 
-def _authorize(action: int, arg1: str | None, arg2: str | None, db_name: str | None, source: str | None) -> int:
-    if action in _ALLOWED_ACTIONS or (action == sqlite3.SQLITE_PRAGMA and arg1 in _ALLOWED_PRAGMAS):
-        return sqlite3.SQLITE_OK
-    return sqlite3.SQLITE_DENY
+def _cannot_open(database: str, message: str) -> SourceError:
+    return SourceError(
+        "source_unavailable",
+        f"cannot open database {database!r}: {message}",
+        hint="check that the database file still exists and is readable",
+    )
 
 
 def _connect(database: str, path: Path) -> sqlite3.Connection:
     """Open `path` read-only with the authorizer installed (in a worker thread)."""
     try:
-        conn = sqlite3.connect(
-            f"file:{quote(str(path))}?mode=ro",
-            uri=True,
-            check_same_thread=False,
-            # Never an implicit BEGIN: nothing here writes.
-            isolation_level=None,
-        )
+        return sqlite_worker.connect(str(path))
     except sqlite3.Error as exc:
-        raise SourceError(
-            "source_unavailable",
-            f"cannot open database {database!r}: {exc}",
-            hint="check that the database file still exists and is readable",
-        ) from exc
-    conn.set_authorizer(_authorize)
-    return conn
+        raise _cannot_open(database, str(exc)) from exc
 
 
 class _Lease:
-    """One connection lent to one caller: a catalogue call or one query.
+    """One connection lent to one catalogue call (tables, columns, the status probe).
 
     The connection is opened lazily inside the first worker-thread call, so an
     open that a cancel overtakes still lands here, where `_checkin` closes it.
     `busy` is true exactly while a worker thread is using the connection.
     """
 
-    __slots__ = ("broken", "busy", "conn", "cursor", "database", "path")
+    __slots__ = ("broken", "busy", "conn", "database", "path")
 
     def __init__(self, database: str, path: Path, conn: sqlite3.Connection | None) -> None:
         self.database = database
         self.path = path
         self.conn = conn
-        self.cursor: sqlite3.Cursor | None = None
         self.busy = False
         self.broken = False
 
@@ -147,9 +115,12 @@ class SqliteSource(Source):
         "day buckets as strftime('%Y-%m-%d', timestamp)."
     )
 
-    def __init__(self, path: Path, *, max_threads: int = 8, pool_size: int = 8) -> None:
+    def __init__(self, path: Path, *, max_threads: int = 8, pool_size: int = 8, idle_workers: int = 2) -> None:
         self._databases = _discover(Path(path).absolute())
         self._limiter = trio.CapacityLimiter(max_threads)
+        # Worker processes for queries: at most `max_threads` at work (the same limiter), and up to
+        # `idle_workers` kept between queries (about 13 MB each).
+        self._workers = WorkerPool(self._limiter, idle_workers)
         # The status check (`/readyz`, node_status) has a thread of its own: every query thread
         # being busy is load, not a source that cannot be reached.
         self._status_limiter = trio.CapacityLimiter(1)
@@ -160,7 +131,7 @@ class SqliteSource(Source):
 
     @property
     def limiter(self) -> trio.CapacityLimiter:
-        """The limiter every worker thread of this source borrows a token from."""
+        """The limiter every query's worker process and catalogue thread of this source borrows a token from."""
         return self._limiter
 
     async def list_databases(self) -> list[str]:
@@ -179,21 +150,18 @@ class SqliteSource(Source):
     ) -> AsyncIterator[RowStream]:
         if batch_rows < 1:
             raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
-        lease = self._checkout(database)
+        path = self._path_of(database)
         bound = dict(params) if isinstance(params, Mapping) else tuple(params)
-        try:
-            with self._stats.measure() as outcome:
-                first = await self._call(
-                    lease, lambda conn: _start(lease, conn, sql, bound, batch_rows), "query_failed"
-                )
-                stream = _SqliteRowStream(self, lease, first, batch_rows)
+        with self._stats.measure() as outcome:
+            async with self._workers.lease() as worker:
+                await worker.request((str(path), sql, bound, batch_rows))
+                stream = _SqliteRowStream(database, worker)
+                stream.columns = (await stream.reply("columns"))[1]
                 try:
                     yield stream
                 finally:
                     stream.closed = True
                     outcome.interrupted = stream.interrupted
-        finally:
-            self._checkin(lease)
 
     async def status(self) -> dict[str, Any]:
         errors: dict[str, str] = {}
@@ -208,6 +176,7 @@ class SqliteSource(Source):
             "databases": sorted(self._databases),
             "queries_running": self._stats.running,
             "connections_idle": sum(len(idle) for idle in self._idle.values()),
+            "workers_idle": self._workers.idle,
         }
         if errors:
             status["errors"] = errors
@@ -231,11 +200,11 @@ class SqliteSource(Source):
         for idle in self._idle.values():
             while idle:
                 idle.pop().close()
-        await trio.lowlevel.checkpoint()
+        await self._workers.aclose()
 
     # -- connections ---------------------------------------------------------
 
-    def _checkout(self, database: str) -> _Lease:
+    def _path_of(self, database: str) -> Path:
         if self._closed:
             raise SourceError("source_unavailable", "the SQLite source is closed", hint="restart the server")
         path = self._databases.get(database)
@@ -245,6 +214,10 @@ class SqliteSource(Source):
                 f"no database named {database!r}",
                 hint="call list_databases to see the databases",
             )
+        return path
+
+    def _checkout(self, database: str) -> _Lease:
+        path = self._path_of(database)
         idle = self._idle[database]
         return _Lease(database, path, idle.pop() if idle else None)
 
@@ -262,8 +235,6 @@ class SqliteSource(Source):
             # thread still owns the connection, so it is left to be collected.
             logger.warning("abandoning a connection to %r still in use by a worker thread", lease.database)
             return
-        if lease.cursor is not None:
-            lease.cursor.close()
         idle = self._idle[lease.database]
         if lease.broken or self._closed or len(idle) >= self._pool_size:
             conn.close()
@@ -282,10 +253,9 @@ class SqliteSource(Source):
         try:
             return await run_interruptible(lambda: lease.run(fn), lease.interrupt, limiter=limiter or self._limiter)
         except sqlite3.Error as exc:
-            code = getattr(exc, "sqlite_errorcode", None)
-            if code is not None and code & 0xFF not in _STATEMENT_ERRORS:
+            if not sqlite_worker.is_statement_error(exc):
                 lease.broken = True
-            raise _translate(failure, lease.database, exc) from exc
+            raise _translate(failure, lease.database, str(exc)) from exc
 
     async def _catalogue(
         self, database: str, fn: Callable[[sqlite3.Connection], T], limiter: trio.CapacityLimiter | None = None
@@ -298,21 +268,17 @@ class SqliteSource(Source):
 
 
 class _SqliteRowStream(RowStream):
-    """Batches of one statement, each fetched by its own worker-thread call.
+    """The batches of one statement, as its worker process sends them (one batch ahead at most).
 
-    Only one batch is in memory at a time. A fetch cut short by a cancel leaves
-    the statement interrupted, so the stream refuses to go on after one.
+    A read cut short by a cancel leaves the statement stopped (its worker is
+    killed when the query ends), so the stream refuses to go on after one.
     """
 
-    def __init__(self, source: SqliteSource, lease: _Lease, first: list[Row], batch_rows: int) -> None:
-        assert lease.cursor is not None
-        self.columns = [d[0] for d in lease.cursor.description or ()]
-        self._source = source
-        self._lease = lease
-        self._cursor = lease.cursor
-        self._batch_rows = batch_rows
-        self._pending: list[Row] | None = first or None
-        self._more = len(first) == batch_rows
+    def __init__(self, database: str, worker: Worker) -> None:
+        self.columns: list[str] = []
+        self._database = database
+        self._worker = worker
+        self._ended = False
         self._reading = False
         self.closed = False
         self.interrupted = False
@@ -327,28 +293,40 @@ class _SqliteRowStream(RowStream):
             raise SourceError("query_interrupted", "the query was interrupted by a cancel", hint="run it again")
         if self._reading:
             raise trio.BusyResourceError("another task is already reading this query")
+        if self._ended:
+            await trio.lowlevel.checkpoint()
+            raise StopAsyncIteration
         self._reading = True
         try:
-            batch = await self._next_batch()
+            message = await self.reply("rows", "end")
         finally:
             self._reading = False
-        if not batch:
+        if message[0] == "end":
+            self._ended = True
             raise StopAsyncIteration
+        batch: list[Row] = message[1]
         return batch
 
-    async def _next_batch(self) -> list[Row]:
-        if self._pending is not None or not self._more:
-            await trio.lowlevel.checkpoint()
-            batch, self._pending = self._pending or [], None
-            return batch
-        cursor, size = self._cursor, self._batch_rows
+    async def reply(self, *expected: str) -> tuple[Any, ...]:
+        """The worker's next reply, one of `expected`; its errors as the source's."""
         try:
-            batch = await self._source._call(self._lease, lambda _conn: cursor.fetchmany(size), "query_failed")
+            message = await self._worker.reply()
         except trio.Cancelled:
             self.interrupted = True
             raise
-        self._more = len(batch) == size
-        return batch
+        except WorkerGone as exc:
+            self._ended = True
+            raise SourceError(
+                "query_failed", str(exc), hint="run it again; the server's log says why it ended"
+            ) from exc
+        if message[0] == "error":
+            self._ended = True
+            _kind, stage, text, _code = message
+            if stage == "open":
+                raise _cannot_open(self._database, text)
+            raise _translate("query_failed", self._database, text)
+        assert message[0] in expected, f"worker replied {message[0]!r}, expected {expected}"
+        return message
 
 
 def _discover(path: Path) -> dict[str, Path]:
@@ -381,8 +359,7 @@ def _discover(path: Path) -> dict[str, Path]:
     return found
 
 
-def _translate(failure: str, database: str, exc: sqlite3.Error) -> SourceError:
-    message = str(exc)
+def _translate(failure: str, database: str, message: str) -> SourceError:
     if failure == "query_failed":
         lowered = message.lower()
         hint = next((h for key, h in _QUERY_HINTS if key in lowered), _DEFAULT_QUERY_HINT)
@@ -395,15 +372,6 @@ def _translate(failure: str, database: str, exc: sqlite3.Error) -> SourceError:
 
 
 # -- worker-thread functions ----------------------------------------------------
-
-
-def _start(lease: _Lease, conn: sqlite3.Connection, sql: str, params: Any, batch_rows: int) -> list[Row]:
-    # The cursor goes on the lease before it runs, so whatever happens next
-    # (an error, an interrupt, a result the cancelled caller never sees) the
-    # Trio side can still close it.
-    lease.cursor = cursor = conn.cursor()
-    cursor.execute(sql, params)
-    return cursor.fetchmany(batch_rows)
 
 
 def _table_names(conn: sqlite3.Connection) -> list[str]:
