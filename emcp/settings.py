@@ -80,7 +80,9 @@ class QuerySettings:
     # threads for catalogue reads, one limit for both.
     max_threads: int = field(default=8, metadata=AT_LEAST_ONE)
     # SQLite worker processes kept between queries (about 13 MB each); more are started as needed.
-    idle_workers: int = 2
+    # Fewer than max_threads saves memory but starts a process (tens of ms of CPU) for each query
+    # past them whenever that many run at once.
+    idle_workers: int = 8
     # Seconds a tool call may run before it is cancelled (and its query interrupted); 0 = no limit.
     # A call may ask for its own with `_meta: {"emcp/timeout": seconds}`, up to max_timeout.
     timeout: float = 300.0

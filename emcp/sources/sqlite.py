@@ -115,11 +115,12 @@ class SqliteSource(Source):
         "day buckets as strftime('%Y-%m-%d', timestamp)."
     )
 
-    def __init__(self, path: Path, *, max_threads: int = 8, pool_size: int = 8, idle_workers: int = 2) -> None:
+    def __init__(self, path: Path, *, max_threads: int = 8, pool_size: int = 8, idle_workers: int = 8) -> None:
         self._databases = _discover(Path(path).absolute())
         self._limiter = trio.CapacityLimiter(max_threads)
         # Worker processes for queries: at most `max_threads` at work (the same limiter), and up to
-        # `idle_workers` kept between queries (about 13 MB each).
+        # `idle_workers` kept between queries (about 13 MB each; fewer than run at once means a
+        # process started for each query past them).
         self._workers = WorkerPool(self._limiter, idle_workers)
         # The status check (`/readyz`, node_status) has a thread of its own: every query thread
         # being busy is load, not a source that cannot be reached.
