@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import signal
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -338,6 +340,8 @@ async def test_a_worker_serves_one_query_after_another(source: SqliteSource, pro
     with trio.fail_after(10):
         for _ in range(3):
             assert await collect(source, "SELECT count(*) FROM devices") == [[(50,)]]
+            # Ctrl-C in a terminal reaches the worker too: only the server stops it.
+            os.kill(probe.workers[-1].process.pid, signal.SIGINT)
     assert len(set(probe.workers)) == 1
     assert (await source.status())["workers_idle"] == 1
 
@@ -592,3 +596,13 @@ def test_demo_data_is_deterministic_and_replaces_stale_files(demo_dir: Path, tmp
     ensure_demo_data(tmp_path)
     assert fingerprint(tmp_path) == fingerprint(demo_dir)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{DB}.db"]
+
+
+async def test_a_worker_that_died_while_idle_is_replaced(source: SqliteSource, probe: WorkerProbe) -> None:
+    with trio.fail_after(10):
+        assert await collect(source, "SELECT count(*) FROM devices") == [[(50,)]]
+        (idle,) = probe.workers
+        idle.process.kill()
+        await idle.process.wait()
+        assert await collect(source, "SELECT count(*) FROM devices") == [[(50,)]]
+    assert probe.workers[1] is not idle

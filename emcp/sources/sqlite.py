@@ -155,9 +155,8 @@ class SqliteSource(Source):
         bound = dict(params) if isinstance(params, Mapping) else tuple(params)
         with self._stats.measure() as outcome:
             async with self._workers.lease() as worker:
-                await worker.request((str(path), sql, bound, batch_rows))
                 stream = _SqliteRowStream(database, worker)
-                stream.columns = (await stream.reply("columns"))[1]
+                await stream.start((str(path), sql, bound, batch_rows))
                 try:
                     yield stream
                 finally:
@@ -308,6 +307,14 @@ class _SqliteRowStream(RowStream):
         batch: list[Row] = message[1]
         return batch
 
+    async def start(self, request: tuple[str, str, Any, int]) -> None:
+        """Hand the query to the worker and take its columns; errors as the source's."""
+        try:
+            await self._worker.request(request)
+        except WorkerGone as exc:
+            raise self._gone(exc) from exc
+        self.columns = (await self.reply("columns"))[1]
+
     async def reply(self, *expected: str) -> tuple[Any, ...]:
         """The worker's next reply, one of `expected`; its errors as the source's."""
         try:
@@ -316,10 +323,7 @@ class _SqliteRowStream(RowStream):
             self.interrupted = True
             raise
         except WorkerGone as exc:
-            self._ended = True
-            raise SourceError(
-                "query_failed", str(exc), hint="run it again; the server's log says why it ended"
-            ) from exc
+            raise self._gone(exc) from exc
         if message[0] == "error":
             self._ended = True
             _kind, stage, text, _code = message
@@ -328,6 +332,10 @@ class _SqliteRowStream(RowStream):
             raise _translate("query_failed", self._database, text)
         assert message[0] in expected, f"worker replied {message[0]!r}, expected {expected}"
         return message
+
+    def _gone(self, exc: WorkerGone) -> SourceError:
+        self._ended = True
+        return SourceError("query_failed", str(exc), hint="run it again; the server's log says why it ended")
 
 
 def _discover(path: Path) -> dict[str, Path]:

@@ -23,6 +23,7 @@ is stopped by killing its worker.
 from __future__ import annotations
 
 import pickle
+import signal
 import sqlite3
 import struct
 import sys
@@ -120,4 +121,7 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
 
 
 if __name__ == "__main__":
+    # Ctrl-C in a terminal reaches the whole process group: the server decides when its workers stop
+    # (it kills them), and a worker whose server is gone sees its input end and exits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -61,7 +61,10 @@ class Worker:
     async def request(self, message: Any) -> None:
         self.ready = False
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        await self._stdin.send_all(_LENGTH.pack(len(data)) + data)
+        try:
+            await self._stdin.send_all(_LENGTH.pack(len(data)) + data)
+        except trio.BrokenResourceError as exc:
+            raise WorkerGone(f"the SQLite worker process ended (exit status {self.process.poll()})") from exc
 
     async def reply(self) -> tuple[Any, ...]:
         """The next reply frame; an `end` or `error` one makes the worker ready for its next query."""
@@ -109,9 +112,12 @@ class WorkerPool:
         await self._limiter.acquire_on_behalf_of(borrower)
         worker: Worker | None = None
         try:
-            if self._idle:
+            while self._idle and worker is None:
                 worker = self._idle.pop()
-            else:
+                if worker.process.poll() is not None:  # died while idle (the OOM killer, an operator)
+                    await worker.stop()
+                    worker = None
+            if worker is None:
                 worker = await Worker.start()
                 self.started += 1
             yield worker
