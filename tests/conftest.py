@@ -11,6 +11,7 @@ from typing import Any
 
 import hypothesis
 import pytest
+import trio
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 
@@ -49,6 +50,12 @@ async def mcp_session(server: EmcpServer) -> AsyncIterator[ClientSession]:
 
 
 SLOW_SQL = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000000000) SELECT count(*) FROM n"
+
+
+def tasks_under(task: trio.lowlevel.Task) -> list[trio.lowlevel.Task]:
+    """Every task under `task`, however deep (the SDK's task groups nest inside a session's)."""
+    children = [child for nursery in task.child_nurseries for child in nursery.child_tasks]
+    return [t for child in children for t in (child, *tasks_under(child))]
 
 
 async def wait_running(server: EmcpServer, n: int) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from emcp.server import open_server
 from emcp.settings import load_settings
@@ -48,7 +49,7 @@ def add_column(data: Path) -> None:
 
 async def test_schema_is_remembered_for_its_ttl_then_asked_again(own_source: SqliteSource, own_data: Path) -> None:
     cache = SchemaCache(ttl=30)
-    with trio.fail_after(10):
+    with trio.fail_after(10 + 31):  # 10 s of real time, and the 31 s the clock is moved by below
         first, remembered = await cache.columns(own_source, "own", "readings")
         assert not remembered and [c.name for c in first] == ["device", "value"]
         add_column(own_data)
@@ -58,13 +59,16 @@ async def test_schema_is_remembered_for_its_ttl_then_asked_again(own_source: Sql
         assert not remembered and [c.name for c in fresh] == ["device", "value", "site"]
 
 
-async def test_schema_expires(own_source: SqliteSource, own_data: Path) -> None:
-    cache = SchemaCache(ttl=1.0)
-    with trio.fail_after(10):
+async def test_schema_expires(own_source: SqliteSource, own_data: Path, mock_clock: trio.testing.MockClock) -> None:
+    # Trio's clock at the pace of real time (so the deadline is a real one), moved past the TTL by hand.
+    mock_clock.rate = 1.0
+    cache = SchemaCache(ttl=30)
+    with trio.fail_after(10 + 31):  # 10 s of real time, and the 31 s the clock is moved by below
         await cache.columns(own_source, "own", "readings")
         add_column(own_data)
+        mock_clock.jump(29)
         assert (await cache.columns(own_source, "own", "readings"))[1] is True
-        await trio.sleep(1.05)  # the TTL itself is what this waits for
+        mock_clock.jump(2)
         columns, remembered = await cache.columns(own_source, "own", "readings")
     assert not remembered and [c.name for c in columns][-1] == "site"
 

@@ -16,7 +16,7 @@ from mcp.shared.exceptions import MCPError
 
 from emcp import EmcpServer, Settings, open_server
 from emcp.client import websocket_client
-from tests.conftest import SLOW_SQL, mcp_session, rpc, wait_running
+from tests.conftest import SLOW_SQL, mcp_session, rpc, tasks_under, wait_running
 from tests.rawsse import RawSse, open_raw_sse
 
 
@@ -82,16 +82,6 @@ async def test_cancelled_notification_interrupts_the_query_and_session_goes_on(s
             assert live.statistics().cancellations == 2
 
 
-def _descendants(task: trio.lowlevel.Task) -> list[trio.lowlevel.Task]:
-    """Every task under `task`, however deep (the SDK's task groups nest inside the session's)."""
-    tasks = []
-    for nursery in task.child_nurseries:
-        for child in nursery.child_tasks:
-            tasks.append(child)
-            tasks.extend(_descendants(child))
-    return tasks
-
-
 async def test_disconnect_ends_session_tasks_and_queries_within_100ms(server: EmcpServer) -> None:
     stats = server.source.statistics()
     with trio.fail_after(30):
@@ -101,7 +91,7 @@ async def test_disconnect_ends_session_tasks_and_queries_within_100ms(server: Em
                     nursery.start_soon(session.call_tool, "sql", {"database": "new_company", "sql": SLOW_SQL})
                 await wait_running(server, 3)
                 (live,) = server.registry.sessions()
-                owned = _descendants(live.nursery.parent_task)
+                owned = tasks_under(live.nursery.parent_task)
                 assert len(owned) >= 4  # the dispatcher and the three request tasks at least
                 client_scope.cancel()  # drop the connection with three queries running
         disconnected_at = trio.current_time()
@@ -310,7 +300,7 @@ async def test_a_session_keeps_nothing_of_the_request_that_opened_it(server: Emc
             await session.initialize()
             await session.list_tools()
             (live,) = server.registry.sessions()
-            tasks = [live.nursery.parent_task, *_descendants(live.nursery.parent_task)]
+            tasks = [live.nursery.parent_task, *tasks_under(live.nursery.parent_task)]
             held = {var.name for task in tasks for var in task.context}
     assert not {"quart.request_ctx", "quart.websocket_ctx", "quart.app_ctx"} & held, held
 

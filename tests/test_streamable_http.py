@@ -17,7 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from emcp import EmcpServer, Settings, open_server
-from tests.conftest import SLOW_SQL, rpc, wait_running
+from tests.conftest import SLOW_SQL, rpc, tasks_under, wait_running
 
 MODERN = "2026-07-28"
 JSON_AND_EVENTS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -379,7 +379,7 @@ async def test_modern_exchange_is_served_alone_with_its_progress_and_initialize_
                 nursery.start_soon(lambda: http.post("/mcp", json=slow, headers=modern_headers("tools/call", "sql")))
                 await wait_running(server, 1)
                 (live,) = server.registry.sessions()
-                seen = [task.name for task in [live.nursery.parent_task, *_tasks_under(live.nursery.parent_task)]]
+                seen = [task.name for task in [live.nursery.parent_task, *tasks_under(live.nursery.parent_task)]]
                 nursery.cancel_scope.cancel()  # closing the stream ends the exchange
             await queries_settle(server, interrupted=1)
             sql = {"database": "new_company", "sql": "SELECT * FROM sensor LIMIT 50"}
@@ -394,12 +394,6 @@ async def test_modern_exchange_is_served_alone_with_its_progress_and_initialize_
     assert events[0]["method"] == "notifications/progress" and events[0]["params"]["progressToken"] == "p"
     assert events[-1]["id"] == 2 and events[-1]["result"]["structuredContent"]["row_count"] == 50
     assert answered.json()["id"] == 0 and ("result" in answered.json() or "error" in answered.json())
-
-
-def _tasks_under(task: trio.lowlevel.Task) -> list[trio.lowlevel.Task]:
-    return [
-        t for nursery in task.child_nurseries for child in nursery.child_tasks for t in (child, *_tasks_under(child))
-    ]
 
 
 async def test_a_full_registry_refuses_initialize_and_stateless_exchanges_with_503(settings: Settings) -> None:

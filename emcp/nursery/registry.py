@@ -22,7 +22,10 @@ from emcp.settings import SessionSettings
 
 
 class RegistryFull(Exception):
-    """The registry holds `max_sessions` sessions already."""
+    """The registry holds `max_sessions` sessions already (or drains); the message is the client's."""
+
+    def __init__(self) -> None:
+        super().__init__("the server holds its maximum number of sessions; retry later")
 
 
 @dataclass(frozen=True, slots=True)

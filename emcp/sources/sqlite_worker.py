@@ -56,7 +56,8 @@ STATEMENT_ERRORS = frozenset(
     }
 )
 
-_LENGTH = struct.Struct("<I")
+#: A frame's length prefix.
+LENGTH = struct.Struct("<I")
 
 
 def authorize(action: int, arg1: str | None, arg2: str | None, db_name: str | None, source: str | None) -> int:
@@ -84,18 +85,23 @@ def is_statement_error(exc: sqlite3.Error) -> bool:
     return code is None or code & 0xFF in STATEMENT_ERRORS
 
 
-def write_frame(out: IO[bytes], message: Any) -> None:
+def frame(message: Any) -> bytes:
+    """`message` as one frame: its length, then its pickle (the server writes requests with it too)."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    out.write(_LENGTH.pack(len(data)) + data)
+    return LENGTH.pack(len(data)) + data
+
+
+def write_frame(out: IO[bytes], message: Any) -> None:
+    out.write(frame(message))
     out.flush()
 
 
 def read_frame(inp: IO[bytes]) -> Any:
     """The next frame, or None at the end of the input (the server closed the pipe)."""
-    head = inp.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
+    head = inp.read(LENGTH.size)
+    if len(head) < LENGTH.size:
         return None
-    (size,) = _LENGTH.unpack(head)
+    (size,) = LENGTH.unpack(head)
     return pickle.loads(inp.read(size))
 
 

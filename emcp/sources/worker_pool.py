@@ -11,7 +11,6 @@ its catalogue threads borrow from.
 from __future__ import annotations
 
 import pickle
-import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -23,7 +22,6 @@ import trio
 from emcp.sources import sqlite_worker
 from emcp.sources.base import SourceError
 
-_LENGTH = struct.Struct("<I")
 _READ_SIZE = 1 << 20
 
 
@@ -60,15 +58,14 @@ class Worker:
 
     async def request(self, message: Any) -> None:
         self.ready = False
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            await self._stdin.send_all(_LENGTH.pack(len(data)) + data)
+            await self._stdin.send_all(sqlite_worker.frame(message))
         except trio.BrokenResourceError as exc:
-            raise WorkerGone(f"the SQLite worker process ended (exit status {self.process.poll()})") from exc
+            raise self._gone() from exc
 
     async def reply(self) -> tuple[Any, ...]:
         """The next reply frame; an `end` or `error` one makes the worker ready for its next query."""
-        (size,) = _LENGTH.unpack(await self._read(_LENGTH.size))
+        (size,) = sqlite_worker.LENGTH.unpack(await self._read(sqlite_worker.LENGTH.size))
         message: tuple[Any, ...] = pickle.loads(await self._read(size))
         if message[0] in ("end", "error"):
             self.ready = True
@@ -78,11 +75,14 @@ class Worker:
         while len(self._buffer) < size:
             chunk = await self._stdout.receive_some(max(_READ_SIZE, size - len(self._buffer)))
             if not chunk:
-                raise WorkerGone(f"the SQLite worker process ended (exit status {self.process.poll()})")
+                raise self._gone()
             self._buffer += chunk
         data = bytes(memoryview(self._buffer)[:size])
         del self._buffer[:size]
         return data
+
+    def _gone(self) -> WorkerGone:
+        return WorkerGone(f"the SQLite worker process ended (exit status {self.process.poll()})")
 
     async def stop(self) -> None:
         """Kill the worker and reap it; shielded, so it completes even for a cancelled caller."""
@@ -99,7 +99,6 @@ class WorkerPool:
         self._idle_max = idle_max
         self._idle: list[Worker] = []
         self._closed = False
-        self.started = 0
 
     @property
     def idle(self) -> int:
@@ -119,7 +118,6 @@ class WorkerPool:
                     worker = None
             if worker is None:
                 worker = await Worker.start()
-                self.started += 1
             yield worker
         finally:
             try:

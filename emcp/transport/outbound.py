@@ -6,12 +6,8 @@ encodes again; this is the one place messages become JSON. The JSON is
 compact, with no raw newline, so it is one SSE `data:` line or one stdio line.
 
 Escaping a block here, on the event loop, costs about 0.5 ms per 512 KiB
-block, and it stays here on purpose: orjson holds the GIL, and so, for about
-a third of its time, does the SQLite fetch thread, which takes the GIL back
-after every row. Measured, a fetch that takes 1.45 s alone takes 4.7 s next to
-a busy thread, so escaping in a worker thread (or producing blocks ahead in a
-second task) buys no parallelism; it only moves work from one part of the same
-serialized timeline to another.
+block; SQLite reads its rows in worker processes meanwhile, so that time
+overlaps the scan instead of adding to it.
 """
 
 from __future__ import annotations

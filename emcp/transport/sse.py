@@ -74,9 +74,8 @@ class SseEndpoint:
     async def _stream(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         try:
             session = await self.registry.open_session("sse", caller_of(scope))
-        except RegistryFull:
-            message = "the server holds its maximum number of sessions; retry later"
-            await send_json_error(scope, send, 503, "too_many_sessions", message)
+        except RegistryFull as exc:
+            await send_json_error(scope, send, 503, "too_many_sessions", str(exc))
             return
         keepalive = self.keepalive
 

@@ -261,10 +261,8 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
         start_soon_detached(session.nursery, run)  # not holding the initialize request's context
         return router
 
-    def too_many_sessions() -> Reply:
-        return _rpc_error(
-            503, INVALID_REQUEST, "the server holds its maximum number of sessions; retry later", "too_many_sessions"
-        )
+    def too_many_sessions(full: RegistryFull) -> Reply:
+        return _rpc_error(503, INVALID_REQUEST, str(full), "too_many_sessions")
 
     async def route(request: _Request) -> Reply:
         version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER.lower())
@@ -316,8 +314,8 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
         if isinstance(message, JSONRPCRequest) and message.method == "initialize":
             try:
                 session = await registry.open_session("streamable-http", caller_of(request.scope))
-            except RegistryFull:
-                return too_many_sessions()
+            except RegistryFull as full:
+                return too_many_sessions(full)
             found: tuple[Session, _Router] | Reply = (session, start_router(session))
         else:
             found = find_session(request)
@@ -502,8 +500,8 @@ def streamable_http_endpoint(app: ASGIFramework, registry: SessionRegistry, sett
             return ladder_rejection(verdict.code, verdict.message, verdict.data, message.id)
         try:
             session = await registry.open_session("streamable-http-stateless", caller_of(request.scope), stateless=True)
-        except RegistryFull:
-            return too_many_sessions()
+        except RegistryFull as full:
+            return too_many_sessions(full)
         streaming = False
         try:
             await session.submit(message)

@@ -95,9 +95,8 @@ def websocket_endpoint(app: ASGIFramework, registry: SessionRegistry) -> ASGIFra
             return
         try:
             session = await registry.open_session("websocket", caller_of(scope))
-        except RegistryFull:
-            message = "the server holds its maximum number of sessions; retry later"
-            await send_json_error(scope, send, 503, "too_many_sessions", message)
+        except RegistryFull as exc:
+            await send_json_error(scope, send, 503, "too_many_sessions", str(exc))
             return
         try:
             await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
